@@ -46,3 +46,13 @@ type IdentityLink struct {
 	Time     int64  // Unix ms
 	Received int64
 }
+
+// Batch is what one request stores: written to the log as one record, all or nothing.
+type Batch struct {
+	Events   []Event
+	Profiles []ProfileUpdate
+	Links    []IdentityLink
+}
+
+// Len is the number of items in b.
+func (b *Batch) Len() int { return len(b.Events) + len(b.Profiles) + len(b.Links) }

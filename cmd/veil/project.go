@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/veil-analytics/veil/internal/meta"
+)
+
+func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "Usage: veil project create --data DIR --name NAME [--json]\n       veil project list --data DIR [--json]")
+		return errUsage
+	}
+	switch args[0] {
+	case "create":
+		return projectCreate(ctx, args[1:], stdout, stderr)
+	case "list":
+		return projectList(ctx, args[1:], stdout, stderr)
+	}
+	return fmt.Errorf("unknown subcommand %q: use create or list", args[0])
+}
+
+func openMeta(ctx context.Context, data string) (*meta.DB, error) {
+	if err := requireData(data); err != nil {
+		return nil, err
+	}
+	return meta.Open(ctx, filepath.Join(data, "meta.db"))
+}
+
+type projectJSON struct {
+	ID      int64  `json:"id"`
+	Name    string `json:"name"`
+	Token   string `json:"token"`
+	Secret  string `json:"secret,omitempty"`
+	Created string `json:"created"`
+}
+
+func toJSON(p meta.Project, secret string) projectJSON {
+	return projectJSON{ID: p.ID, Name: p.Name, Token: p.Token, Secret: secret, Created: p.Created.UTC().Format(time.RFC3339)}
+}
+
+func projectCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("project create", "project create --data DIR --name NAME [--json]", stderr)
+	data := fs.String("data", "", "data directory")
+	name := fs.String("name", "", "project name")
+	asJSON := fs.Bool("json", false, "print {\"id\",\"token\",\"secret\"} as JSON")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if *name == "" {
+		return errors.New("--name is required")
+	}
+	db, err := openMeta(ctx, *data)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	p, secret, err := db.CreateProject(ctx, *name)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(toJSON(p, secret))
+	}
+	fmt.Fprintf(stdout, `Created project %d (%s).
+  token:  %s   (public: put it in the SDKs' init)
+  secret: %s   (server-side: HTTP basic auth for /import)
+The secret is shown only now and stored hashed: keep it somewhere safe.
+`, p.ID, p.Name, p.Token, secret)
+	return nil
+}
+
+func projectList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("project list", "project list --data DIR [--json]", stderr)
+	data := fs.String("data", "", "data directory")
+	asJSON := fs.Bool("json", false, "print a JSON array")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	db, err := openMeta(ctx, *data)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ps, err := db.Projects(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		out := make([]projectJSON, 0, len(ps))
+		for _, p := range ps {
+			out = append(out, toJSON(p, ""))
+		}
+		return json.NewEncoder(stdout).Encode(out)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tTOKEN\tCREATED")
+	for _, p := range ps {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", p.ID, p.Name, p.Token, p.Created.UTC().Format(time.RFC3339))
+	}
+	return tw.Flush()
+}

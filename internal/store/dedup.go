@@ -1,0 +1,130 @@
+package store
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"time"
+
+	"github.com/veil-analytics/veil/internal/event"
+)
+
+// dedupKey is a 128-bit hash of an event's dedup key. Two independent
+// 64-bit hashes make a false match (which would drop a real event) about
+// as likely as a disk returning wrong bytes that pass their checksum.
+type dedupKey [2]uint64
+
+// dedupIndex remembers the keys of recently received events in generations
+// by receive time, so forgetting old keys is dropping a whole map. It is
+// rebuilt from the log on start, so its hash seeds may change every run.
+type dedupIndex struct {
+	seed1, seed2 maphash.Seed
+	window       int64 // ms
+	genWidth     int64 // ms
+	maxKeys      int
+	gens         []generation // oldest first
+	keys         int
+}
+
+type generation struct {
+	start int64 // ms; holds keys received in [start, start+genWidth)
+	m     map[dedupKey]struct{}
+}
+
+const dedupGenerations = 24
+
+func newDedupIndex(window time.Duration, maxKeys int) *dedupIndex {
+	w := window.Milliseconds()
+	gw := w / dedupGenerations
+	if gw < 1 {
+		gw = 1
+	}
+	return &dedupIndex{
+		seed1:    maphash.MakeSeed(),
+		seed2:    maphash.MakeSeed(),
+		window:   w,
+		genWidth: gw,
+		maxKeys:  maxKeys,
+	}
+}
+
+// key hashes Mixpanel's dedup key: project, event, distinct_id, time, $insert_id.
+func (d *dedupIndex) key(e *event.Event) dedupKey {
+	var h1, h2 maphash.Hash
+	h1.SetSeed(d.seed1)
+	h2.SetSeed(d.seed2)
+	var num [16]byte
+	binary.LittleEndian.PutUint64(num[:8], uint64(e.Project))
+	binary.LittleEndian.PutUint64(num[8:], uint64(e.Time))
+	for _, h := range []*maphash.Hash{&h1, &h2} {
+		h.Write(num[:])
+		writeField(h, e.Name)
+		writeField(h, e.DistinctID)
+		writeField(h, e.InsertID)
+	}
+	k := dedupKey{h1.Sum64(), h2.Sum64()}
+	if k == (dedupKey{}) {
+		k[0] = 1 // zero means "no key"
+	}
+	return k
+}
+
+// writeField writes s with its length, so ("ab","c") and ("a","bc") differ.
+func writeField(h *maphash.Hash, s string) {
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
+	h.Write(n[:])
+	h.WriteString(s)
+}
+
+func (d *dedupIndex) has(k dedupKey) bool {
+	for i := len(d.gens) - 1; i >= 0; i-- {
+		if _, ok := d.gens[i].m[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// add records k as received at ms (Unix milliseconds).
+func (d *dedupIndex) add(k dedupKey, ms int64) {
+	start := ms - ms%d.genWidth
+	// Forget generations that left the window or overflow the key budget.
+	for len(d.gens) > 0 && (d.gens[0].start+d.genWidth <= ms-d.window || d.keys >= d.maxKeys && len(d.gens) > 1) {
+		d.keys -= len(d.gens[0].m)
+		d.gens[0] = generation{}
+		d.gens = d.gens[1:]
+	}
+	var g *generation
+	for i := len(d.gens) - 1; i >= 0; i-- {
+		if d.gens[i].start == start {
+			g = &d.gens[i]
+			break
+		}
+		if d.gens[i].start < start {
+			break
+		}
+	}
+	if g == nil {
+		if n := len(d.gens); n > 0 && d.gens[n-1].start > start {
+			// Out-of-order receive time (replay of an old record, or a clock
+			// step back): file it under the newest generation.
+			g = &d.gens[n-1]
+		} else {
+			d.gens = append(d.gens, generation{start: start, m: make(map[dedupKey]struct{})})
+			g = &d.gens[len(d.gens)-1]
+		}
+	}
+	if _, ok := g.m[k]; !ok {
+		g.m[k] = struct{}{}
+		d.keys++
+	}
+}
+
+func (d *dedupIndex) remove(k dedupKey) {
+	for i := range d.gens {
+		if _, ok := d.gens[i].m[k]; ok {
+			delete(d.gens[i].m, k)
+			d.keys--
+		}
+	}
+}
