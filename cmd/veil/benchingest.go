@@ -147,15 +147,15 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
 	}
 	res := map[string]any{
-		"events_per_second": float64(acked.Load()) / elapsed.Seconds(),
-		"requests":          len(lat),
-		"failed_requests":   failed.Load(),
-		"batch":             *batch,
-		"concurrency":       *conc,
-		"duration_s":        elapsed.Seconds(),
-		"p50_ms":            float64(pct(0.50).Microseconds()) / 1000,
-		"p99_ms":            float64(pct(0.99).Microseconds()) / 1000,
-		"max_ms":            float64(pct(1).Microseconds()) / 1000,
+		"events_per_second":  float64(acked.Load()) / elapsed.Seconds(),
+		"requests":           len(lat),
+		"failed_requests":    failed.Load(),
+		"batch":              *batch,
+		"concurrency":        *conc,
+		"duration_s":         elapsed.Seconds(),
+		"p50_ms":             float64(pct(0.50).Microseconds()) / 1000,
+		"p99_ms":             float64(pct(0.99).Microseconds()) / 1000,
+		"max_ms":             float64(pct(1).Microseconds()) / 1000,
 		"server_peak_rss_mb": float64(rss) / (1 << 20),
 	}
 	if e := firstErr.Load(); e != nil {
