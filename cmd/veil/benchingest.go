@@ -33,6 +33,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	users := fs.Int("users", 100000, "distinct users in the generated traffic")
 	dir := fs.String("bench-dir", "", "data directory for the server (default: a new one under the temp dir, removed after)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	serverFlags := fs.String("server-flags", "", "extra flags for the veil serve child, space-separated (e.g. --debug-addr 127.0.0.1:6060)")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -64,7 +65,8 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer srvLog.Close()
-	cmd := exec.Command(exe, "serve", "--data", data, "--addr", addr, "--rate-limit", "0", "--log-level", "warn")
+	serveArgs := append([]string{"serve", "--data", data, "--addr", addr, "--rate-limit", "0", "--log-level", "warn"}, strings.Fields(*serverFlags)...)
+	cmd := exec.Command(exe, serveArgs...)
 	cmd.Stdout, cmd.Stderr = srvLog, srvLog
 	if err := cmd.Start(); err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -41,6 +42,7 @@ type serveConfig struct {
 	shutdownTimeout time.Duration
 	logLevel        string
 	logFormat       string
+	debugAddr       string
 }
 
 func (c *serveConfig) register(fs *flagSet) {
@@ -58,6 +60,7 @@ func (c *serveConfig) register(fs *flagSet) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (keep it on loopback)")
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -231,6 +234,16 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 		}
 		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		ln = tls.NewListener(ln, hs.TLSConfig)
+	}
+	if cfg.debugAddr != "" {
+		dbg := http.NewServeMux()
+		dbg.HandleFunc("/debug/pprof/", pprof.Index)
+		dbg.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		dbg.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		go func() {
+			err := http.ListenAndServe(cfg.debugAddr, dbg)
+			logger.Error("debug listener stopped", "err", err)
+		}()
 	}
 	s := &server{cfg: cfg, logger: logger, db: db, store: st, http: hs, ln: ln, serveCh: make(chan error, 1)}
 	go func() { s.serveCh <- hs.Serve(ln) }()

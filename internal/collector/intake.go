@@ -434,7 +434,8 @@ func (in *intake) event(ctx context.Context, idx int, it wire.Item) (event.Event
 	}
 
 	// Properties, minus the reserved ones lifted into fields.
-	e.Props = make([]event.Field, 0, len(props.Fields))
+	// Filter in place: the decoded item is not used after this.
+	e.Props = props.Fields[:0]
 	for _, f := range props.Fields {
 		switch f.Key {
 		case "token", "time", "distinct_id", "$insert_id":
