@@ -125,7 +125,8 @@ func (s *Store) LogSize() int64 { return s.log.Size() }
 // is always true; ctx only stops it from queueing.
 func (s *Store) Append(ctx context.Context, b *event.Batch) (dups int, err error) {
 	c := &commit{done: make(chan struct{})}
-	c.payload = make([]byte, 0, 256*b.Len())
+	c.payload = make([]byte, 0, 512*b.Len())
+	var scratch []byte
 	for i := range b.Events {
 		e := &b.Events[i]
 		c.events = append(c.events, len(c.payload))
@@ -134,14 +135,17 @@ func (s *Store) Append(ctx context.Context, b *event.Batch) (dups int, err error
 			k = s.dedup.key(e)
 		}
 		c.keys = append(c.keys, k)
-		c.payload = event.AppendRecord(c.payload, event.RecordEvent, event.AppendEvent(nil, e))
+		scratch = event.AppendEvent(scratch[:0], e)
+		c.payload = event.AppendRecord(c.payload, event.RecordEvent, scratch)
 	}
 	c.eventsEnd = len(c.payload)
 	for i := range b.Profiles {
-		c.payload = event.AppendRecord(c.payload, event.RecordProfile, event.AppendProfile(nil, &b.Profiles[i]))
+		scratch = event.AppendProfile(scratch[:0], &b.Profiles[i])
+		c.payload = event.AppendRecord(c.payload, event.RecordProfile, scratch)
 	}
 	for i := range b.Links {
-		c.payload = event.AppendRecord(c.payload, event.RecordIdentity, event.AppendIdentity(nil, &b.Links[i]))
+		scratch = event.AppendIdentity(scratch[:0], &b.Links[i])
+		c.payload = event.AppendRecord(c.payload, event.RecordIdentity, scratch)
 	}
 
 	s.mu.RLock()
