@@ -1,13 +1,7 @@
-// Package wire decodes Mixpanel wire payloads from untrusted HTTP requests:
-// the request body (plain or gzip, size-limited), the data= field in its
-// three spellings (form body, query string, raw JSON body; base64 or JSON),
-// and the JSON itself, parsed by hand into event.Value.
-//
-// Error messages are meant to be shown to API clients. They name the
-// problem and its position but never echo payload content.
 package wire
 
 import (
+	"bufio"
 	"bytes"
 	"compress/flate"
 	"compress/gzip"
@@ -54,6 +48,8 @@ func ReadBody(r io.Reader, contentEncoding string, limit int64) ([]byte, error) 
 	switch {
 	case src.err != nil:
 		return nil, fmt.Errorf("reading body: %w", src.err)
+	case src.exceeded: // limit < 2
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
 	case err == io.EOF: // empty body
 		return []byte{}, nil
 	case err != nil && err != io.ErrUnexpectedEOF:
@@ -65,7 +61,7 @@ func ReadBody(r io.Reader, contentEncoding string, limit int64) ([]byte, error) 
 	in := io.MultiReader(bytes.NewReader(head[:n]), src)
 
 	if !gz {
-		body, err := readAtMost(in, limit)
+		body, err := readAtMost(in, limit, nil)
 		if src.err != nil {
 			return nil, fmt.Errorf("reading body: %w", src.err)
 		}
@@ -78,25 +74,51 @@ func ReadBody(r io.Reader, contentEncoding string, limit int64) ([]byte, error) 
 		return body, nil
 	}
 
-	zr, err := gzip.NewReader(in)
-	if err == nil {
-		var body []byte
-		body, err = readAtMost(zr, limit)
-		if err == nil && int64(len(body)) > limit {
-			return nil, fmt.Errorf("%w: more than %d bytes after gzip inflation", ErrTooLarge, limit)
-		}
-		if err == nil {
-			return body, nil
-		}
-	}
-	// The error may come from r, from the input limit, or from the gzip data.
+	body, err := inflate(bufio.NewReader(in), limit)
 	switch {
 	case src.err != nil:
 		return nil, fmt.Errorf("reading body: %w", src.err)
 	case src.exceeded:
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+	case err != nil:
+		return nil, gzipError(err)
+	case int64(len(body)) > limit:
+		return nil, fmt.Errorf("%w: more than %d bytes after gzip inflation", ErrTooLarge, limit)
 	}
-	return nil, gzipError(err)
+	return body, nil
+}
+
+var errTrailingData = errors.New("unexpected data after the gzip stream")
+
+// inflate decompresses the gzip members in br, stopping once the output
+// exceeds limit. br being a ByteReader, the decompressor reads no further
+// than the end of each member, so what follows can be checked: another
+// member or nothing.
+func inflate(br *bufio.Reader, limit int64) ([]byte, error) {
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		return nil, err
+	}
+	var body []byte
+	for {
+		zr.Multistream(false)
+		body, err = readAtMost(zr, limit, body)
+		if err != nil || int64(len(body)) > limit {
+			return body, err
+		}
+		next, err := br.Peek(2)
+		switch {
+		case len(next) == 0 && err == io.EOF:
+			return body, nil
+		case len(next) == 0:
+			return nil, err
+		case next[0] != 0x1f || len(next) == 2 && next[1] != 0x8b:
+			return nil, errTrailingData
+		}
+		if err := zr.Reset(br); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // isGzipEncoding interprets a Content-Encoding header value.
@@ -121,6 +143,8 @@ func gzipError(err error) error {
 	switch {
 	case errors.Is(err, gzip.ErrHeader):
 		msg = "invalid gzip header"
+	case errors.Is(err, errTrailingData):
+		msg = err.Error()
 	case errors.Is(err, gzip.ErrChecksum):
 		msg = "checksum mismatch"
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
@@ -156,28 +180,32 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 		p = p[:l.left]
 	}
 	n, err := l.r.Read(p)
-	l.left -= int64(n)
+	if l.left -= int64(n); l.left == 0 {
+		l.exceeded = true
+	}
 	if err != nil && err != io.EOF && l.err == nil {
 		l.err = err
 	}
 	return n, err
 }
 
-// readAtMost reads r until EOF or until it holds more than max bytes, and
-// never buffers more than max+1 bytes. A result longer than max means "too
-// large"; reading stopped there.
-func readAtMost(r io.Reader, max int64) ([]byte, error) {
-	hardCap := max // the most ever held: max+1, without overflowing
-	if max < math.MaxInt64 {
-		hardCap = max + 1
+// readAtMost appends what r yields to buf until EOF or until buf holds more
+// than limit bytes, and never grows buf beyond limit+1 bytes. A result
+// longer than limit means "too large"; reading stopped there.
+func readAtMost(r io.Reader, limit int64, buf []byte) ([]byte, error) {
+	hardCap := limit // the most ever held: limit+1, without overflowing
+	if limit < math.MaxInt64 {
+		hardCap = limit + 1
 	}
-	buf := make([]byte, 0, min(4<<10, hardCap))
+	if buf == nil {
+		buf = make([]byte, 0, min(4<<10, hardCap))
+	}
 	for {
 		if len(buf) == cap(buf) {
-			if int64(len(buf)) > max {
+			if int64(len(buf)) > limit {
 				return buf, nil
 			}
-			grow := int64(cap(buf)) // double, but stop at max+1
+			grow := int64(max(cap(buf), 512)) // double, but stop at limit+1
 			if int64(len(buf)) > hardCap-grow {
 				grow = hardCap - int64(len(buf))
 			}
@@ -187,7 +215,7 @@ func readAtMost(r io.Reader, max int64) ([]byte, error) {
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
-		if int64(len(buf)) > max {
+		if int64(len(buf)) > limit {
 			return buf, nil
 		}
 		if err == io.EOF {

@@ -195,6 +195,7 @@ var errorVocabulary = func() map[string]bool {
 		"data is not valid base: truncated at offset  (incomplete last group)",
 		"body is not valid gzip: invalid gzip header",
 		"body is not valid gzip: checksum mismatch",
+		"body is not valid gzip: unexpected data after the gzip stream",
 		"body is not valid gzip: truncated data",
 		"body is not valid gzip: corrupt deflate data at offset ",
 		"body too large: more than  bytes",

@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -46,14 +47,10 @@ var errEmpty = errors.New("empty payload")
 // The strings of the returned values share one copy of data, which stays
 // in memory as long as any of them does.
 func ParseItems(data []byte, opts ParseOptions) ([]Item, error) {
-	p := parser{s: string(data), maxDepth: opts.MaxDepth}
+	p := parser{s: string(data), maxDepth: opts.MaxDepth, levels: make([]level, 0, 8)}
 	if p.maxDepth <= 0 {
 		p.maxDepth = DefaultMaxDepth
 	}
-	// Arena chunks are sized from the input: roughly one field per 32 bytes
-	// of browser-shaped JSON.
-	p.chunk = min(max(len(data)/32, 16), 4096)
-
 	p.skipWS()
 	if p.pos == len(p.s) {
 		return nil, errEmpty
@@ -67,11 +64,11 @@ func ParseItems(data []byte, opts ParseOptions) ([]Item, error) {
 			return nil, err
 		}
 	} else {
-		v, err := p.value()
-		if err != nil {
+		items = make([]Item, 1, 2)
+		if err := p.value(&items[0].Value); err != nil {
 			return nil, err
 		}
-		items = []Item{{Value: v, Size: p.pos - first, Line: lines.at(first)}}
+		items[0].Size, items[0].Line = p.pos-first, lines.at(first)
 	}
 	end := p.pos
 	p.skipWS()
@@ -102,11 +99,12 @@ func ParseItems(data []byte, opts ParseOptions) ([]Item, error) {
 			return nil, fmt.Errorf("batch has more than %d records", opts.MaxItems)
 		}
 		start := p.pos
-		v, err := p.value()
-		if err != nil {
+		items = append(items, Item{})
+		it := &items[len(items)-1]
+		if err := p.value(&it.Value); err != nil {
 			return nil, err
 		}
-		items = append(items, Item{Value: v, Size: p.pos - start, Line: lines.at(start)})
+		it.Size, it.Line = p.pos-start, lines.at(start)
 		end = p.pos
 		p.skipWS()
 	}
@@ -128,23 +126,36 @@ func (l *lineCounter) at(pos int) int {
 }
 
 // parser is a recursive-descent JSON parser over one string. Strings
-// without escapes are returned as substrings of s. Fields and array
-// elements are gathered on stacks while their container is parsed and then
-// copied into exactly-sized slices carved from larger arena chunks, so
-// that a batch costs a handful of allocations rather than one per object.
+// without escapes are returned as substrings of s.
+//
+// Fields and array elements are written straight into their final place:
+// at any moment at most one object and one array are open at each depth,
+// so each depth has a chunk into which its current container appends. A
+// finished container keeps its part of the chunk (capacity clipped, so a
+// caller's append copies) and the next one at that depth continues after
+// it. A batch thus costs a few allocations rather than one per object, and
+// no field is copied from a stack into place.
 type parser struct {
 	s        string
 	pos      int
 	depth    int
 	maxDepth int
-
-	fstack []event.Field // fields of the objects being parsed
-	vstack []event.Value // elements of the arrays being parsed
-	farena []event.Field // free space of the current field chunk
-	varena []event.Value // free space of the current value chunk
-	chunk  int           // arena chunk length
-	buf    []byte        // scratch for unescaping strings
+	levels   []level // indexed by depth
+	buf      []byte  // scratch for unescaping strings
 }
+
+// level holds the chunks of one nesting depth.
+type level struct {
+	fields []event.Field // used part of the current field chunk
+	values []event.Value // used part of the current element chunk
+}
+
+// Chunk sizes grow from chunkMin to chunkMax entries (24 KB of fields, below
+// the runtime's large-object size) as a depth fills them.
+const (
+	chunkMin = 16
+	chunkMax = 256
+)
 
 func (p *parser) skipWS() {
 	s := p.s
@@ -177,11 +188,12 @@ func (p *parser) topArray(maxItems int, lines *lineCounter) ([]Item, error) {
 			return nil, fmt.Errorf("batch has more than %d records", maxItems)
 		}
 		start := p.pos
-		v, err := p.value()
-		if err != nil {
+		items = append(items, Item{})
+		it := &items[len(items)-1]
+		if err := p.value(&it.Value); err != nil {
 			return nil, err
 		}
-		items = append(items, Item{Value: v, Size: p.pos - start, Line: lines.at(start)})
+		it.Size, it.Line = p.pos-start, lines.at(start)
 		p.skipWS()
 		if p.pos >= len(p.s) {
 			return nil, p.errAt(p.pos, "unexpected end of input, expected ',' or ']'")
@@ -207,88 +219,113 @@ func (p *parser) enter() error {
 		line, col := position(p.s, p.pos)
 		return fmt.Errorf("JSON nesting deeper than %d levels at line %d, column %d", p.maxDepth, line, col)
 	}
+	for len(p.levels) <= p.depth {
+		p.levels = append(p.levels, level{})
+	}
 	return nil
 }
 
-// value parses the value at p.pos; whitespace before it is already skipped.
-func (p *parser) value() (event.Value, error) {
+// value parses the value at p.pos into *dst, which must be zero; whitespace
+// before it is already skipped. Parsing in place, rather than returning a
+// Value, saves copying it and its write barriers.
+func (p *parser) value(dst *event.Value) error {
 	s := p.s
 	if p.pos >= len(s) {
-		return event.Value{}, p.errAt(p.pos, "unexpected end of input, expected a value")
+		return p.errAt(p.pos, "unexpected end of input, expected a value")
 	}
 	switch c := s[p.pos]; c {
 	case '"':
 		str, err := p.str()
-		return event.Value{Kind: event.String, Str: str}, err
+		dst.Kind, dst.Str = event.String, str
+		return err
 	case '{':
-		return p.object()
+		return p.object(dst)
 	case '[':
-		return p.array()
+		return p.array(dst)
 	case 't':
 		if strings.HasPrefix(s[p.pos:], "true") {
 			p.pos += 4
-			return event.Value{Kind: event.Bool, Bool: true}, nil
+			dst.Kind, dst.Bool = event.Bool, true
+			return nil
 		}
-		return event.Value{}, p.errAt(p.pos, "invalid literal, expected true")
+		return p.errAt(p.pos, "invalid literal, expected true")
 	case 'f':
 		if strings.HasPrefix(s[p.pos:], "false") {
 			p.pos += 5
-			return event.Value{Kind: event.Bool}, nil
+			dst.Kind = event.Bool
+			return nil
 		}
-		return event.Value{}, p.errAt(p.pos, "invalid literal, expected false")
+		return p.errAt(p.pos, "invalid literal, expected false")
 	case 'n':
 		if strings.HasPrefix(s[p.pos:], "null") {
 			p.pos += 4
-			return event.Value{}, nil
+			return nil
 		}
-		return event.Value{}, p.errAt(p.pos, "invalid literal, expected null")
+		return p.errAt(p.pos, "invalid literal, expected null")
 	default:
 		if c == '-' || '0' <= c && c <= '9' {
-			return p.number()
+			f, err := p.number()
+			dst.Kind, dst.Num = event.Number, f
+			return err
 		}
-		return event.Value{}, p.errAt(p.pos, describe(s, p.pos)+", expected a value")
+		return p.errAt(p.pos, describe(s, p.pos)+", expected a value")
 	}
 }
 
-func (p *parser) object() (event.Value, error) {
+func (p *parser) object(dst *event.Value) error {
 	if err := p.enter(); err != nil {
-		return event.Value{}, err
+		return err
 	}
 	s := p.s
 	p.pos++ // '{'
 	p.skipWS()
+	dst.Kind = event.Object
 	if p.pos < len(s) && s[p.pos] == '}' {
 		p.pos++
 		p.depth--
-		return event.Value{Kind: event.Object}, nil
+		return nil
 	}
-	base := len(p.fstack)
+	d := p.depth
+	start := len(p.levels[d].fields)
 	// A 128-bit Bloom filter of the keys so far: duplicate keys are rare, so
 	// the quadratic search for one only runs when a key's bit is already set.
 	var seen [2]uint64
 	for {
 		if p.pos >= len(s) || s[p.pos] != '"' {
-			return event.Value{}, p.errAt(p.pos, describe(s, p.pos)+", expected '\"' to start an object key")
+			return p.errAt(p.pos, describe(s, p.pos)+", expected '\"' to start an object key")
 		}
 		key, err := p.str()
 		if err != nil {
-			return event.Value{}, err
+			return err
 		}
 		p.skipWS()
 		if p.pos >= len(s) || s[p.pos] != ':' {
-			return event.Value{}, p.errAt(p.pos, describe(s, p.pos)+", expected ':' after an object key")
+			return p.errAt(p.pos, describe(s, p.pos)+", expected ':' after an object key")
 		}
 		p.pos++
 		p.skipWS()
-		v, err := p.value()
-		if err != nil {
-			return event.Value{}, err
+
+		// Parse into a new slot at the end of this depth's chunk. Nested
+		// containers use deeper levels, so the slot stays put meanwhile.
+		fs := p.levels[d].fields
+		if len(fs) == cap(fs) {
+			fs = growChunk(fs, start)
+			start = 0
+		}
+		fs = fs[:len(fs)+1]
+		p.levels[d].fields = fs
+		f := &fs[len(fs)-1]
+		f.Key = key
+		if err := p.value(&f.Value); err != nil {
+			return err
 		}
 		h := keyHash(key)
-		if seen[h>>6]&(1<<(h&63)) == 0 || !p.replaceDup(base, key, v) {
-			seen[h>>6] |= 1 << (h & 63)
-			p.fstack = append(p.fstack, event.Field{Key: key, Value: v})
+		if seen[h>>6]&(1<<(h&63)) != 0 && replaceDup(fs[start:len(fs)-1], key, f.Value) {
+			*f = event.Field{} // the slot will be reused, and must be zero
+			p.levels[d].fields = fs[:len(fs)-1]
 		}
+		seen[h>>6] |= 1 << (h & 63)
+
 		p.skipWS()
 		if p.pos < len(s) {
 			if c := s[p.pos]; c == ',' {
@@ -300,13 +337,24 @@ func (p *parser) object() (event.Value, error) {
 				break
 			}
 		}
-		return event.Value{}, p.errAt(p.pos, describe(s, p.pos)+", expected ',' or '}'")
+		return p.errAt(p.pos, describe(s, p.pos)+", expected ',' or '}'")
 	}
-	fields := p.allocFields(len(p.fstack) - base)
-	copy(fields, p.fstack[base:])
-	p.fstack = p.fstack[:base]
+	fs := p.levels[d].fields
+	dst.Fields = fs[start:len(fs):len(fs)]
 	p.depth--
-	return event.Value{Kind: event.Object, Fields: fields}, nil
+	return nil
+}
+
+// growChunk starts a new chunk for a container whose entries so far are
+// chunk[start:], moving them over. The old chunk stays with the finished
+// containers that use it.
+func growChunk[T any](chunk []T, start int) []T {
+	n := len(chunk) - start
+	size := min(max(2*cap(chunk), chunkMin), chunkMax)
+	size = max(size, 2*n)
+	next := make([]T, n, size)
+	copy(next, chunk[start:])
+	return next
 }
 
 // keyHash picks the Bloom filter bit of an object key.
@@ -320,10 +368,9 @@ func keyHash(k string) uint {
 	return h & 127
 }
 
-// replaceDup gives the value v to an earlier field named key of the object
-// whose fields start at fstack[base], and reports whether there was one.
-func (p *parser) replaceDup(base int, key string, v event.Value) bool {
-	fs := p.fstack[base:]
+// replaceDup gives the value v to the field named key in fs, if there is
+// one, and reports whether there was.
+func replaceDup(fs []event.Field, key string, v event.Value) bool {
 	for i := range fs {
 		if fs[i].Key == key {
 			fs[i].Value = v
@@ -333,25 +380,32 @@ func (p *parser) replaceDup(base int, key string, v event.Value) bool {
 	return false
 }
 
-func (p *parser) array() (event.Value, error) {
+func (p *parser) array(dst *event.Value) error {
 	if err := p.enter(); err != nil {
-		return event.Value{}, err
+		return err
 	}
 	s := p.s
 	p.pos++ // '['
 	p.skipWS()
+	dst.Kind = event.Array
 	if p.pos < len(s) && s[p.pos] == ']' {
 		p.pos++
 		p.depth--
-		return event.Value{Kind: event.Array}, nil
+		return nil
 	}
-	base := len(p.vstack)
+	d := p.depth
+	start := len(p.levels[d].values)
 	for {
-		v, err := p.value()
-		if err != nil {
-			return event.Value{}, err
+		vs := p.levels[d].values
+		if len(vs) == cap(vs) {
+			vs = growChunk(vs, start)
+			start = 0
 		}
-		p.vstack = append(p.vstack, v)
+		vs = vs[:len(vs)+1]
+		p.levels[d].values = vs
+		if err := p.value(&vs[len(vs)-1]); err != nil {
+			return err
+		}
 		p.skipWS()
 		if p.pos < len(s) {
 			if c := s[p.pos]; c == ',' {
@@ -363,40 +417,12 @@ func (p *parser) array() (event.Value, error) {
 				break
 			}
 		}
-		return event.Value{}, p.errAt(p.pos, describe(s, p.pos)+", expected ',' or ']'")
+		return p.errAt(p.pos, describe(s, p.pos)+", expected ',' or ']'")
 	}
-	items := p.allocValues(len(p.vstack) - base)
-	copy(items, p.vstack[base:])
-	p.vstack = p.vstack[:base]
+	vs := p.levels[d].values
+	dst.Items = vs[start:len(vs):len(vs)]
 	p.depth--
-	return event.Value{Kind: event.Array, Items: items}, nil
-}
-
-// allocFields returns a slice of n fields whose capacity is n, so that an
-// append by the caller copies instead of overwriting a neighbour.
-func (p *parser) allocFields(n int) []event.Field {
-	if n > len(p.farena) {
-		if n > p.chunk/4 {
-			return make([]event.Field, n)
-		}
-		p.farena = make([]event.Field, p.chunk)
-	}
-	f := p.farena[:n:n]
-	p.farena = p.farena[n:]
-	return f
-}
-
-// allocValues is allocFields for array elements.
-func (p *parser) allocValues(n int) []event.Value {
-	if n > len(p.varena) {
-		if n > p.chunk/4 {
-			return make([]event.Value, n)
-		}
-		p.varena = make([]event.Value, p.chunk/2)
-	}
-	v := p.varena[:n:n]
-	p.varena = p.varena[n:]
-	return v
+	return nil
 }
 
 // strPlain marks the bytes that stand for themselves inside a string:
@@ -413,14 +439,43 @@ func (p *parser) str() (string, error) {
 	s := p.s
 	start := p.pos + 1
 	i := start
+	// Skip plain bytes 8 at a time, then one at a time.
+	for i+8 <= len(s) {
+		if m := specialBytes(load64(s, i)); m != 0 {
+			i += bits.TrailingZeros64(m) >> 3
+			goto special
+		}
+		i += 8
+	}
 	for i < len(s) && strPlain[s[i]] {
 		i++
 	}
+special:
 	if i < len(s) && s[i] == '"' {
 		p.pos = i + 1
 		return s[start:i], nil
 	}
 	return p.strSlow(start, i)
+}
+
+// load64 reads s[i:i+8] as a little-endian word (one load once compiled).
+func load64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// specialBytes sets the high bit of each byte of w that is not plain in a
+// string ('"', '\\', a control character or a non-ASCII byte); the lowest
+// one set marks the first such byte exactly (higher ones may be false
+// positives from borrows). It is the classic "has zero byte" trick,
+// (x - 0x01..) & ^x & 0x80.., applied to w^'"', w^'\\' and, for bytes below
+// 0x20, to w - 0x20.. directly; non-ASCII bytes have their high bit set.
+func specialBytes(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q := w ^ ones*'"'
+	b := w ^ ones*'\\'
+	return ((((w - ones*0x20) | (q - ones) | (b - ones)) &^ w) | w) & highs
 }
 
 // strSlow finishes a string whose bytes from start to i are plain ASCII and
@@ -547,7 +602,7 @@ var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 // have at most 15 significant digits and a short fraction (1795376173.909);
 // for those, one float64 division of two exact values is correctly rounded
 // (Clinger's fast path), which saves strconv.ParseFloat's generality.
-func (p *parser) number() (event.Value, error) {
+func (p *parser) number() (float64, error) {
 	s := p.s
 	start := p.pos
 	i := start
@@ -562,7 +617,7 @@ func (p *parser) number() (event.Value, error) {
 	case i < len(s) && s[i] == '0':
 		i++
 		if i < len(s) && '0' <= s[i] && s[i] <= '9' {
-			return event.Value{}, p.errAt(i, "invalid number: leading zero")
+			return 0, p.errAt(i, "invalid number: leading zero")
 		}
 	case i < len(s) && '1' <= s[i] && s[i] <= '9':
 		for ; i < len(s) && '0' <= s[i] && s[i] <= '9'; i++ {
@@ -570,7 +625,7 @@ func (p *parser) number() (event.Value, error) {
 			digits++
 		}
 	default:
-		return event.Value{}, p.errAt(i, "invalid number: expected a digit")
+		return 0, p.errAt(i, "invalid number: expected a digit")
 	}
 	frac := 0
 	if i < len(s) && s[i] == '.' {
@@ -583,7 +638,7 @@ func (p *parser) number() (event.Value, error) {
 			}
 		}
 		if i == fstart {
-			return event.Value{}, p.errAt(i, "invalid number: expected a digit after '.'")
+			return 0, p.errAt(i, "invalid number: expected a digit after '.'")
 		}
 		frac = i - fstart
 	}
@@ -599,7 +654,7 @@ func (p *parser) number() (event.Value, error) {
 			i++
 		}
 		if i == estart {
-			return event.Value{}, p.errAt(i, "invalid number: expected a digit in the exponent")
+			return 0, p.errAt(i, "invalid number: expected a digit in the exponent")
 		}
 	}
 	p.pos = i
@@ -611,14 +666,14 @@ func (p *parser) number() (event.Value, error) {
 		if neg {
 			f = -f
 		}
-		return event.Value{Kind: event.Number, Num: f}, nil
+		return f, nil
 	}
 	f, err := strconv.ParseFloat(s[start:i], 64)
 	if err != nil {
 		line, col := position(s, start)
-		return event.Value{}, fmt.Errorf("number out of range at line %d, column %d", line, col)
+		return 0, fmt.Errorf("number out of range at line %d, column %d", line, col)
 	}
-	return event.Value{Kind: event.Number, Num: f}, nil
+	return f, nil
 }
 
 // errAt is a syntax error at byte offset pos of the input.

@@ -31,7 +31,10 @@ const (
 // each field costs a map entry.
 const maxFormFields = 1000
 
-var errNoData = errors.New("no data: send a data= form field, a data= query parameter or a JSON body")
+var (
+	errNoData    = errors.New("no data: send a data= form field, a data= query parameter or a JSON body")
+	errDataEmpty = errors.New("data is empty")
+)
 
 // ExtractPayload finds the payload of a request in its body and query.
 //
@@ -51,58 +54,105 @@ func ExtractPayload(body []byte, query url.Values) (Payload, error) {
 		return Payload{Data: body, Encoding: EncodingBody}, nil
 	}
 	var form url.Values
-	sawEmpty := false
+	var data []byte
+	found, blank := false, false
 	if start < len(body) {
-		var data []byte
-		var found bool
 		var err error
-		form, data, found, err = parseForm(body)
+		form, data, found, err = parseForm(trimSpace(body[start:]))
 		if err != nil {
 			return Payload{}, err
 		}
-		if found && skipSpace(data) < len(data) {
-			p, err := decodeData(data)
-			p.Form = form
-			return p, err
+		blank = found && isBlank(data, true)
+	}
+	if found && !blank {
+		p, err := decodeData(data, true)
+		if err != nil {
+			return Payload{}, err
 		}
-		sawEmpty = sawEmpty || found
+		p.Form = form
+		return p, nil
 	}
 	if vs := query["data"]; len(vs) > 0 {
-		if v := []byte(vs[0]); skipSpace(v) < len(v) {
-			p, err := decodeData(v)
-			p.Form = form
-			return p, err
+		v := []byte(vs[0])
+		if isBlank(v, false) {
+			return Payload{}, errDataEmpty
 		}
-		sawEmpty = true
+		p, err := decodeData(v, false)
+		if err != nil {
+			return Payload{}, err
+		}
+		p.Form = form
+		return p, nil
 	}
-	if sawEmpty {
-		return Payload{}, errors.New("data is empty")
+	if blank {
+		return Payload{}, errDataEmpty
 	}
 	return Payload{}, errNoData
 }
 
 // decodeData interprets the value of a data field: JSON or base64 of JSON.
-func decodeData(v []byte) (Payload, error) {
-	if i := skipSpace(v); i < len(v) && (v[i] == '{' || v[i] == '[') {
+// With form set, v is still form-encoded: base64 is decoded from it in one
+// pass, sparing a copy of the whole value.
+func decodeData(v []byte, form bool) (Payload, error) {
+	if c, _ := firstNonSpace(v, form); c == '{' || c == '[' {
+		if form {
+			v = formUnescape(v)
+		}
 		return Payload{Data: v, Encoding: EncodingJSON}, nil
 	}
-	b, err := decodeBase64(v)
+	b, err := decodeBase64(v, form)
 	if err != nil {
 		return Payload{}, err
 	}
 	return Payload{Data: repairCESU8InPlace(b), Encoding: EncodingBase64}, nil
 }
 
+// firstNonSpace returns the first byte of v that is not JSON whitespace,
+// decoding %-escapes and '+' first if form is set, and whether there is one.
+func firstNonSpace(v []byte, form bool) (byte, bool) {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if form {
+			switch {
+			case c == '+':
+				c = ' '
+			case c == '%' && i+2 < len(v) && unhex(v[i+1])|unhex(v[i+2]) < 16:
+				c = unhex(v[i+1])<<4 | unhex(v[i+2])
+				i += 2
+			}
+		}
+		if !isSpace(c) {
+			return c, true
+		}
+	}
+	return 0, false
+}
+
+func isBlank(v []byte, form bool) bool {
+	_, ok := firstNonSpace(v, form)
+	return !ok
+}
+
+// trimSpace removes trailing JSON whitespace (a form body's newline).
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
 func skipSpace(b []byte) int {
 	i := 0
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+	for i < len(b) && isSpace(b[i]) {
 		i++
 	}
 	return i
 }
 
-// parseForm splits a form body into its data field (the first one, if any)
-// and the other fields. Decoding follows the WHATWG URL standard that browsers
+// parseForm splits a form body into its data field (the first one, if any,
+// still form-encoded) and the other fields. Decoding follows the WHATWG URL standard that browsers
 // use: '+' is a space and a '%' not followed by two hex digits stays as is.
 func parseForm(body []byte) (form url.Values, data []byte, found bool, err error) {
 	form = url.Values{}
@@ -127,7 +177,7 @@ func parseForm(body []byte) (form url.Values, data []byte, found bool, err error
 		k := formUnescape(key)
 		if string(k) == "data" {
 			if !found {
-				data, found = formUnescape(val), true
+				data, found = val, true // decoded later, with the base64
 			}
 			continue
 		}
@@ -205,16 +255,19 @@ var b64Table = func() (t [256]byte) {
 	return t
 }()
 
-// decodeBase64 decodes src leniently (see ExtractPayload). Offsets in errors
-// count bytes of the data value.
-func decodeBase64(src []byte) ([]byte, error) {
+// decodeBase64 decodes src leniently (see ExtractPayload). With form set,
+// src is form-encoded and %-escapes are decoded on the way. Offsets in
+// errors count bytes of the data value after form decoding.
+func decodeBase64(src []byte, form bool) ([]byte, error) {
 	dst := make([]byte, (len(src)+3)/4*3)
 	t := &b64Table
 	n, i := 0, 0
+	off := 0       // offset of src[i] in the form-decoded value
 	var acc uint32 // pending digits of an incomplete group
 	k := 0         // how many
+	padded := false
 	for {
-		if k == 0 { // fast path: whole groups of 4 plain digits
+		if k == 0 && !padded { // fast path: whole groups of 4 plain digits
 			for i+4 <= len(src) && n+3 <= len(dst) {
 				a, b, c, d := t[src[i]], t[src[i+1]], t[src[i+2]], t[src[i+3]]
 				if a|b|c|d >= 64 {
@@ -224,12 +277,20 @@ func decodeBase64(src []byte) ([]byte, error) {
 				dst[n], dst[n+1], dst[n+2] = byte(v>>16), byte(v>>8), byte(v)
 				n += 3
 				i += 4
+				off += 4
 			}
 		}
 		if i >= len(src) {
 			break
 		}
-		switch d := t[src[i]]; {
+		c, w := src[i], 1
+		if form && c == '%' && i+2 < len(src) && unhex(src[i+1])|unhex(src[i+2]) < 16 {
+			c, w = unhex(src[i+1])<<4|unhex(src[i+2]), 3
+		}
+		switch d := t[c]; {
+		case d == b64Skip:
+		case padded && d != b64Pad:
+			return nil, fmt.Errorf("data is not valid base64: data after padding at offset %d", off)
 		case d < 64:
 			acc = acc<<6 | uint32(d)
 			if k++; k == 4 {
@@ -237,25 +298,20 @@ func decodeBase64(src []byte) ([]byte, error) {
 				n += 3
 				k, acc = 0, 0
 			}
-		case d == b64Skip:
 		case d == b64Pad:
-			if k < 2 {
-				return nil, fmt.Errorf("data is not valid base64: unexpected padding at offset %d", i)
+			if k < 2 && !padded {
+				return nil, fmt.Errorf("data is not valid base64: unexpected padding at offset %d", off)
 			}
-			for j := i + 1; j < len(src); j++ {
-				if e := t[src[j]]; e != b64Pad && e != b64Skip {
-					return nil, fmt.Errorf("data is not valid base64: data after padding at offset %d", j)
-				}
-			}
-			i = len(src) - 1
+			padded = true
 		default:
-			return nil, fmt.Errorf("data is not valid base64: illegal character at offset %d", i)
+			return nil, fmt.Errorf("data is not valid base64: illegal character at offset %d", off)
 		}
-		i++
+		i += w
+		off++
 	}
 	switch k {
 	case 1:
-		return nil, fmt.Errorf("data is not valid base64: truncated at offset %d (incomplete last group)", len(src))
+		return nil, fmt.Errorf("data is not valid base64: truncated at offset %d (incomplete last group)", off)
 	case 2:
 		dst[n] = byte(acc >> 4)
 		n++
