@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +34,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	users := fs.Int("users", 100000, "distinct users in the generated traffic")
 	dir := fs.String("bench-dir", "", "data directory for the server (default: a new one under the temp dir, removed after)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	serverFlags := fs.String("server-flags", "", "extra flags for the veil serve child, space-separated (e.g. --debug-addr 127.0.0.1:6060)")
 	if err := fs.parse(args); err != nil {
 		return err
@@ -80,6 +82,17 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conc, MaxConnsPerHost: *conc, DisableCompression: true}}
 	var (
 		measuring atomic.Bool
@@ -141,6 +154,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	rss, _ := peakRSS(cmd.Process.Pid)
+	fsyncs, fsyncSecs := scrapeFsyncs(base)
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration {
 		if len(lat) == 0 {
@@ -159,6 +173,10 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 		"p99_ms":             float64(pct(0.99).Microseconds()) / 1000,
 		"max_ms":             float64(pct(1).Microseconds()) / 1000,
 		"server_peak_rss_mb": float64(rss) / (1 << 20),
+		"fsyncs":             fsyncs,
+	}
+	if fsyncs > 0 {
+		res["fsync_avg_ms"] = 1000 * fsyncSecs / fsyncs
 	}
 	if e := firstErr.Load(); e != nil {
 		res["first_error"] = e
@@ -170,6 +188,9 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	fmt.Fprintf(stdout, "  throughput     %.0f events/s (%d requests, %d failed)\n", res["events_per_second"], len(lat), failed.Load())
 	fmt.Fprintf(stdout, "  ack latency    p50 %.2f ms   p99 %.2f ms   max %.2f ms\n", res["p50_ms"], res["p99_ms"], res["max_ms"])
 	fmt.Fprintf(stdout, "  server peak RSS %.0f MiB\n", res["server_peak_rss_mb"])
+	if fsyncs > 0 {
+		fmt.Fprintf(stdout, "  WAL fsyncs     %.0f in the whole run, %.2f ms on average (group commit)\n", fsyncs, res["fsync_avg_ms"])
+	}
 	if e := firstErr.Load(); e != nil {
 		fmt.Fprintf(stdout, "  first error: %v\n", e)
 	}
@@ -224,4 +245,23 @@ func peakRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmHWM")
+}
+
+// scrapeFsyncs reads the server's fsync count and total seconds from /metrics.
+func scrapeFsyncs(base string) (count, seconds float64) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "veil_wal_fsync_duration_seconds_count "); ok {
+			count, _ = strconv.ParseFloat(v, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "veil_wal_fsync_duration_seconds_sum "); ok {
+			seconds, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	return count, seconds
 }

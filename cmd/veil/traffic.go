@@ -89,19 +89,20 @@ func (t *browserTraffic) batchJSON(n int, nowMS int64) []byte {
 func (t *browserTraffic) formBody(n int, nowMS int64) []byte {
 	js := t.batchJSON(n, nowMS)
 	t.b64 = base64.StdEncoding.AppendEncode(t.b64[:0], js)
-	b := append(t.body[:0], "data="...)
-	for _, c := range t.b64 {
-		switch c {
-		case '+':
-			b = append(b, "%2B"...)
-		case '/':
-			b = append(b, "%2F"...)
-		case '=':
-			b = append(b, "%3D"...)
-		default:
-			b = append(b, c)
-		}
+	need := len("data=") + 3*len(t.b64)
+	if cap(t.body) < need {
+		t.body = make([]byte, need)
 	}
-	t.body = b
-	return b
+	b := t.body[:need]
+	j := copy(b, "data=")
+	for _, c := range t.b64 {
+		if c == '+' || c == '/' || c == '=' {
+			b[j], b[j+1], b[j+2] = '%', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15]
+			j += 3
+			continue
+		}
+		b[j] = c
+		j++
+	}
+	return b[:j]
 }

@@ -93,7 +93,7 @@ func (c *Collector) process(ctx context.Context, r *http.Request, ep endpoint, q
 	if err := rep.validate(c.cfg.RedirectHosts); err != nil {
 		return result{}, err
 	}
-	body, err := wire.ReadBody(r.Body, r.Header.Get("Content-Encoding"), c.cfg.MaxBodyBytes)
+	body, err := wire.ReadBodySized(r.Body, r.Header.Get("Content-Encoding"), c.cfg.MaxBodyBytes, r.ContentLength)
 	if err != nil {
 		if errors.Is(err, wire.ErrTooLarge) {
 			return result{}, fail(http.StatusRequestEntityTooLarge, reasonTooLarge, "request exceeds max limit of %d bytes", c.cfg.MaxBodyBytes)

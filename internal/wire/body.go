@@ -30,6 +30,14 @@ var ErrTooLarge = errors.New("body too large")
 // than limit+1 bytes is ever buffered. An empty body is returned as is, even
 // when it claims to be gzip.
 func ReadBody(r io.Reader, contentEncoding string, limit int64) ([]byte, error) {
+	return ReadBodySized(r, contentEncoding, limit, -1)
+}
+
+// ReadBodySized is ReadBody for a body whose Content-Length is known (-1
+// when not): a plain body is then read into one buffer of the right size
+// instead of a doubling one. The length is only a hint; the limit still
+// holds whatever the body really is.
+func ReadBodySized(r io.Reader, contentEncoding string, limit, contentLength int64) ([]byte, error) {
 	gz, err := isGzipEncoding(contentEncoding)
 	if err != nil {
 		return nil, err
@@ -61,7 +69,11 @@ func ReadBody(r io.Reader, contentEncoding string, limit int64) ([]byte, error) 
 	in := io.MultiReader(bytes.NewReader(head[:n]), src)
 
 	if !gz {
-		body, err := readAtMost(in, limit, nil)
+		var buf []byte
+		if contentLength > 0 && contentLength <= limit {
+			buf = make([]byte, 0, contentLength+1) // +1 sees EOF without growing
+		}
+		body, err := readAtMost(in, limit, buf)
 		if src.err != nil {
 			return nil, fmt.Errorf("reading body: %w", src.err)
 		}
