@@ -160,5 +160,9 @@ func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res := c.serve(r.Context(), w, r, ep)
-	c.metrics.observe(ep, res, time.Since(start))
+	took := time.Since(start)
+	c.metrics.observe(ep, res, took)
+	// Counts and reasons only: never a value, an id or the client's address.
+	c.cfg.Logger.DebugContext(r.Context(), "ingest request", "endpoint", string(ep), "status", res.status,
+		"stored", res.stored, "duplicates", res.dups, "dropped", len(res.failures), "reason", string(res.reason), "took", took)
 }
