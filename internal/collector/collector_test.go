@@ -491,3 +491,14 @@ func TestEndpointOf(t *testing.T) {
 }
 
 var _ = io.Discard
+
+func TestLinksOncePerBatch(t *testing.T) {
+	c, st := newTestCollector(t, Config{})
+	e1 := ev("a", tok+`,"$device_id":"d1","$user_id":"u1","$insert_id":"l1"`)
+	e2 := ev("b", tok+`,"$device_id":"d1","$user_id":"u1","$insert_id":"l2"`)
+	c.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/track", strings.NewReader("["+e1+","+e2+"]")))
+	c.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/track", strings.NewReader("["+e1+"]")))
+	if n := len(st.links()); n != 1 {
+		t.Fatalf("stored %d links, want 1", n)
+	}
+}

@@ -229,14 +229,25 @@ func (c *Collector) applyPrivacy(ctx context.Context, req *privacy.Request, b *e
 	}
 	b.Profiles = profiles
 	links := b.Links[:0]
+	var inBatch map[uint64]bool
 	for i := range b.Links {
 		keep, err := c.privacy.Link(ctx, &b.Links[i])
 		if err != nil {
 			return err
 		}
-		if keep && !c.links.seen(&b.Links[i]) {
-			links = append(links, b.Links[i])
+		if !keep || c.links.seen(&b.Links[i]) {
+			continue
 		}
+		// A batch often carries the same device→user link on every event.
+		h := c.links.hash(&b.Links[i])
+		if inBatch[h] {
+			continue
+		}
+		if inBatch == nil {
+			inBatch = make(map[uint64]bool)
+		}
+		inBatch[h] = true
+		links = append(links, b.Links[i])
 	}
 	b.Links = links
 	truncateBatch(b)

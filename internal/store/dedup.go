@@ -47,14 +47,21 @@ func newDedupIndex(window time.Duration, maxKeys int) *dedupIndex {
 	}
 }
 
-// key hashes Mixpanel's dedup key: project, event, distinct_id, time, $insert_id.
+// msPerDay buckets event times into UTC days for the dedup key.
+const msPerDay = 24 * 60 * 60 * 1000
+
+// key hashes the dedup key: project, event, distinct_id, $insert_id and the
+// UTC day of the event time. Mixpanel's query-time key has the exact time,
+// but its compaction merges copies on the same day whatever their times;
+// Veil uses the day so that a client retrying an event without "time"
+// (stamped with each attempt's receive time) is still deduplicated.
 func (d *dedupIndex) key(e *event.Event) dedupKey {
 	var h1, h2 maphash.Hash
 	h1.SetSeed(d.seed1)
 	h2.SetSeed(d.seed2)
 	var num [16]byte
 	binary.LittleEndian.PutUint64(num[:8], uint64(e.Project))
-	binary.LittleEndian.PutUint64(num[8:], uint64(e.Time))
+	binary.LittleEndian.PutUint64(num[8:], uint64(floorDiv(e.Time, msPerDay)))
 	for _, h := range []*maphash.Hash{&h1, &h2} {
 		h.Write(num[:])
 		writeField(h, e.Name)
@@ -127,4 +134,12 @@ func (d *dedupIndex) remove(k dedupKey) {
 			d.keys--
 		}
 	}
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
 }

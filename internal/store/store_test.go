@@ -163,3 +163,22 @@ func BenchmarkAppend50(b *testing.B) {
 		}
 	})
 }
+
+func TestDedupKeyIsPerDay(t *testing.T) {
+	d := newDedupIndex(time.Hour, 100)
+	a, b, c := mkEvent(1, "x"), mkEvent(1, "x"), mkEvent(1, "x")
+	a.Time = 1_800_000_000_000 // 2027-01-15T08:00Z
+	b.Time = a.Time + 3_600_000
+	c.Time = a.Time + 24*3_600_000
+	if d.key(&a) != d.key(&b) {
+		t.Error("retries stamped at different times of one day must share a key")
+	}
+	if d.key(&a) == d.key(&c) {
+		t.Error("events a day apart must not share a key")
+	}
+	e := mkEvent(1, "x")
+	e.Name = "other"
+	if d.key(&a) == d.key(&e) {
+		t.Error("different events must not share a key")
+	}
+}
