@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,6 +100,9 @@ type Collector struct {
 	limits   *rateLimits
 	metrics  *metrics
 	links    *linkFilter
+	// bodies recycles request bodies (*[]byte): parsing copies what it
+	// keeps, so a body is garbage once its request is answered.
+	bodies sync.Pool
 }
 
 // New returns a collector that resolves credentials with projects, passes
@@ -113,6 +117,7 @@ func New(cfg Config, projects Projects, priv Privacy, app Appender) *Collector {
 		limits:   newRateLimits(cfg.RateLimit, cfg.RateBurst),
 		metrics:  newMetrics(cfg.MetricsRegistry),
 		links:    newLinkFilter(1 << 20),
+		bodies:   sync.Pool{New: func() any { return new([]byte) }},
 	}
 }
 

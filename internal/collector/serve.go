@@ -71,6 +71,10 @@ func fail(status int, why reason, format string, args ...any) *requestError {
 	return &requestError{status: status, reason: why, msg: fmt.Sprintf(format, args...)}
 }
 
+// maxPooledBody bounds the request bodies kept for reuse: SDK batches are
+// tens of kilobytes; bigger ones are left to the garbage collector.
+const maxPooledBody = 1 << 20
+
 // serve runs the whole request: decode, validate, privacy, store, answer.
 func (c *Collector) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, ep endpoint) result {
 	q := r.URL.Query()
@@ -93,7 +97,14 @@ func (c *Collector) process(ctx context.Context, r *http.Request, ep endpoint, q
 	if err := rep.validate(c.cfg.RedirectHosts); err != nil {
 		return result{}, err
 	}
-	body, err := wire.ReadBodySized(r.Body, r.Header.Get("Content-Encoding"), c.cfg.MaxBodyBytes, r.ContentLength)
+	bufp := c.bodies.Get().(*[]byte)
+	defer func() {
+		if cap(*bufp) <= maxPooledBody {
+			c.bodies.Put(bufp)
+		}
+	}()
+	body, err := wire.ReadBodyInto(*bufp, r.Body, r.Header.Get("Content-Encoding"), c.cfg.MaxBodyBytes, r.ContentLength)
+	*bufp = body[:0]
 	if err != nil {
 		if errors.Is(err, wire.ErrTooLarge) {
 			return result{}, fail(http.StatusRequestEntityTooLarge, reasonTooLarge, "request exceeds max limit of %d bytes", c.cfg.MaxBodyBytes)

@@ -30,7 +30,11 @@ type generation struct {
 	m     map[dedupKey]struct{}
 }
 
-const dedupGenerations = 24
+// dedupGenerations is how many generations one window spans. Every
+// lookup probes each live generation (at most dedupGenerations+1), and a
+// miss — the common case — probes them all, so they are few and wide:
+// keys live between one window and 1.5 windows.
+const dedupGenerations = 2
 
 func newDedupIndex(window time.Duration, maxKeys int) *dedupIndex {
 	w := window.Milliseconds()

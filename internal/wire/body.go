@@ -30,14 +30,15 @@ var ErrTooLarge = errors.New("body too large")
 // than limit+1 bytes is ever buffered. An empty body is returned as is, even
 // when it claims to be gzip.
 func ReadBody(r io.Reader, contentEncoding string, limit int64) ([]byte, error) {
-	return ReadBodySized(r, contentEncoding, limit, -1)
+	return ReadBodyInto(nil, r, contentEncoding, limit, -1)
 }
 
-// ReadBodySized is ReadBody for a body whose Content-Length is known (-1
-// when not): a plain body is then read into one buffer of the right size
-// instead of a doubling one. The length is only a hint; the limit still
-// holds whatever the body really is.
-func ReadBodySized(r io.Reader, contentEncoding string, limit, contentLength int64) ([]byte, error) {
+// ReadBodyInto is ReadBody for a server that recycles buffers and knows the
+// Content-Length (-1 when not). A plain body is read into buf when it fits
+// (the result then aliases buf), else into one buffer of the announced
+// size instead of a doubling one. The length is only a hint; the limit
+// still holds whatever the body really is.
+func ReadBodyInto(buf []byte, r io.Reader, contentEncoding string, limit, contentLength int64) ([]byte, error) {
 	gz, err := isGzipEncoding(contentEncoding)
 	if err != nil {
 		return nil, err
@@ -69,9 +70,12 @@ func ReadBodySized(r io.Reader, contentEncoding string, limit, contentLength int
 	in := io.MultiReader(bytes.NewReader(head[:n]), src)
 
 	if !gz {
-		var buf []byte
-		if contentLength > 0 && contentLength <= limit {
+		buf = buf[:0]
+		if contentLength > 0 && contentLength <= limit && int64(cap(buf)) <= contentLength {
 			buf = make([]byte, 0, contentLength+1) // +1 sees EOF without growing
+		}
+		if cap(buf) == 0 {
+			buf = nil
 		}
 		body, err := readAtMost(in, limit, buf)
 		if src.err != nil {
