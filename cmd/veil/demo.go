@@ -48,11 +48,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		logger.Error("demo traffic failed", "err", err)
 	}
 	self, _ := os.Executable()
+	importNote := ", and an /import batch with the project secret"
+	if secret == "" {
+		importNote = " (the project existed: its secret was shown on the first run only, so no /import)"
+	}
 	fmt.Fprintf(stdout, `
 Veil demo is running at %[1]s (data in %[2]s)
 
   Project %[3]d "%[4]s", token %[5]s
-  Sent %[6]d sample events, profile updates and an /import batch.
+  Sent %[6]d sample events and profile updates%[8]s.
 
   Health:          %[1]s/healthz
   Metrics:         %[1]s/metrics
@@ -60,7 +64,7 @@ Veil demo is running at %[1]s (data in %[2]s)
   Send your own:   curl -s '%[1]s/track?verbose=1' -d 'data={"event":"hello","properties":{"token":"%[5]s","distinct_id":"u1"}}'
   Mixpanel SDKs:   point api_host (browser), ProxyApiLocation (Go) or host (Node) at %[1]s
 
-`, base, cfg.data, p.ID, p.Name, p.Token, sent, self)
+`, base, cfg.data, p.ID, p.Name, p.Token, sent, self, importNote)
 	if *exit {
 		srv.http.Close()
 		return srv.wait(context.Background())

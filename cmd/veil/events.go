@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/veil-analytics/veil/internal/event"
+	"github.com/veil-analytics/veil/internal/meta"
 	"github.com/veil-analytics/veil/internal/store"
 )
 
@@ -28,6 +29,18 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *project <= 0 {
 		return errors.New("--project is required: a project id (see veil project list)")
+	}
+	db, err := openExistingMeta(ctx, *data)
+	if err != nil {
+		return err
+	}
+	_, err = db.ProjectByID(ctx, *project)
+	db.Close()
+	if errors.Is(err, meta.ErrNotFound) {
+		return fmt.Errorf("no project %d in %s (see veil project list)", *project, *data)
+	}
+	if err != nil {
+		return err
 	}
 	want := func(k string) bool { return *kind == "all" || *kind == k }
 	switch *kind {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
@@ -32,6 +33,18 @@ func openMeta(ctx context.Context, data string) (*meta.DB, error) {
 		return nil, err
 	}
 	return meta.Open(ctx, filepath.Join(data, "meta.db"))
+}
+
+// openExistingMeta is openMeta for commands that only read: a mistyped
+// --data must be an error, not a new empty data directory.
+func openExistingMeta(ctx context.Context, data string) (*meta.DB, error) {
+	if err := requireData(data); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(data, "meta.db")); err != nil {
+		return nil, fmt.Errorf("%s is not a Veil data directory (no meta.db): create a project first with veil project create", data)
+	}
+	return openMeta(ctx, data)
 }
 
 type projectJSON struct {
@@ -84,7 +97,7 @@ func projectList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	db, err := openMeta(ctx, *data)
+	db, err := openExistingMeta(ctx, *data)
 	if err != nil {
 		return err
 	}

@@ -173,6 +173,7 @@ func (s *Server) Start() {
 		}
 		select {
 		case err := <-s.waitErr:
+			s.cmd = nil // already reaped: Stop must not wait for it again
 			s.t.Fatalf("veil serve exited during start-up: %v\n%s", err, s.log.String())
 		default:
 		}

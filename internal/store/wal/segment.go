@@ -89,7 +89,8 @@ func listSegments(dir string) ([]uint64, error) {
 }
 
 // checkHeader validates the header of a segment of the given size. It
-// reports short=true, with no error, when the file is shorter than a header;
+// reports short=true, with no error, when the file is shorter than a header
+// or its header is all zeros;
 // whether that is a crash artifact or corruption is the caller's call.
 func checkHeader(f *os.File, path string, size int64) (short bool, err error) {
 	if size < headerSize {
@@ -102,6 +103,12 @@ func checkHeader(f *os.File, path string, size int64) (short bool, err error) {
 			return true, nil
 		}
 		return false, fmt.Errorf("wal: read segment %s: %w", path, err)
+	}
+	if h == ([headerSize]byte{}) {
+		// A file system may return a new file as zeros after a power loss
+		// (size extended, data never written): its header was never
+		// synced, so nothing in it was acknowledged. Same as a short one.
+		return true, nil
 	}
 	if [7]byte(h[:7]) != segmentMagic {
 		return false, &CorruptionError{Path: path, Reason: fmt.Sprintf("bad segment magic %q", h[:7])}

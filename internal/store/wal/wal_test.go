@@ -330,6 +330,13 @@ func TestTornTail(t *testing.T) {
 			}
 			return len(tl.want), 0
 		}},
+		{"zeroed_fresh_segment", func(t *testing.T, tl *tornLog) (int, int64) {
+			// Created, then a power loss: the file system shows zeros.
+			if err := os.WriteFile(segPath(tl.dir, tl.last+1), make([]byte, 4096), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return len(tl.want), 4096
+		}},
 		{"garbage_fresh_segment", func(t *testing.T, tl *tornLog) (int, int64) {
 			if err := os.WriteFile(segPath(tl.dir, tl.last+1), []byte{0xff, 0, 1}, 0o600); err != nil {
 				t.Fatal(err)
