@@ -30,6 +30,11 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *project <= 0 {
 		return errors.New("--project is required: a project id (see veil project list)")
 	}
+	switch *kind {
+	case "event", "profile", "identity", "all":
+	default:
+		return fmt.Errorf("--kind %q: want event, profile, identity or all", *kind)
+	}
 	db, err := openExistingMeta(ctx, *data)
 	if err != nil {
 		return err
@@ -43,11 +48,6 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	want := func(k string) bool { return *kind == "all" || *kind == k }
-	switch *kind {
-	case "event", "profile", "identity", "all":
-	default:
-		return fmt.Errorf("--kind %q: want event, profile, identity or all", *kind)
-	}
 	w := bufio.NewWriterSize(stdout, 1<<16)
 	var buf []byte
 	emit := func(b []byte) error {
