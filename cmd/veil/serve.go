@@ -56,7 +56,7 @@ func (c *serveConfig) register(fs *flagSet) {
 	fs.StringVar(&c.redirectHosts, "redirect-hosts", "", "comma-separated hosts that ?redirect= may send browsers to")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
 	fs.DurationVar(&c.dedupWindow, "dedup-window", 24*time.Hour, "how long an $insert_id deduplicates after receipt")
-	fs.IntVar(&c.dedupMaxKeys, "dedup-max-keys", 8<<20, "bound on remembered $insert_id keys (about 25 bytes each)")
+	fs.IntVar(&c.dedupMaxKeys, "dedup-max-keys", 8<<20, "bound on remembered $insert_id keys (about 18 bytes each)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")

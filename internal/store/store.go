@@ -23,7 +23,8 @@ type Options struct {
 	// (default 24 h, the window Mixpanel's browser SDK retries within).
 	DedupWindow time.Duration
 	// DedupMaxKeys bounds the memory of the dedup index (default 8M keys,
-	// about 200 MB); past it the oldest generation is forgotten early.
+	// about 150 MB at Go map overheads); past it the oldest generation is
+	// forgotten early.
 	DedupMaxKeys int
 	// MaxGroupBytes bounds how much one group commit writes (default 32 MiB).
 	MaxGroupBytes int
@@ -221,7 +222,7 @@ func (s *Store) commitGroup(group []*commit) {
 	for _, c := range group {
 		var drop []int
 		for i, k := range c.keys {
-			if k == (dedupKey{}) {
+			if k == 0 {
 				continue
 			}
 			if s.dedup.has(k) { // also catches a copy earlier in this group
