@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/veil-analytics/veil/internal/event"
@@ -292,8 +293,14 @@ func (c *Collector) authenticateImport(ctx context.Context, r *http.Request, q u
 		c.cfg.Logger.ErrorContext(ctx, "project lookup failed", "err", err)
 		return 0, fail(http.StatusServiceUnavailable, reasonUnavailable, "project lookup failed; retry later")
 	}
-	if pid := q.Get("project_id"); pid != "" && pid != fmt.Sprint(id) {
-		return 0, fail(http.StatusUnauthorized, reasonUnauthorized, "Invalid credentials: the secret does not belong to project_id %s", strings.TrimSpace(pid))
+	if pid := q.Get("project_id"); pid != "" {
+		n, err := strconv.ParseInt(strings.TrimSpace(pid), 10, 64)
+		if err != nil {
+			return 0, fail(http.StatusBadRequest, reasonBadRequest, "project_id must be a project's numeric id")
+		}
+		if n != id {
+			return 0, fail(http.StatusUnauthorized, reasonUnauthorized, "Invalid credentials: the secret does not belong to project_id %d", n)
+		}
 	}
 	return id, nil
 }
