@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -183,7 +185,7 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 		return nil, err
 	}
 	if n := st.Repaired(); n > 0 {
-		logger.Warn("write-ahead log had a torn tail from a crash; dropped the unacknowledged bytes", "bytes", n)
+		logger.Warn("write-ahead log had a torn tail (a crash mid-write, never acknowledged); truncated it, keeping the bytes beside the segment as *.torn-<offset>", "bytes", n)
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "veil_wal_size_bytes",
@@ -203,6 +205,12 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := st.Err(); err != nil {
+			// The log failed for good: every ingest gets 503 until a restart.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "unhealthy: write-ahead log failed; restart veil")
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -221,7 +229,7 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 		WriteTimeout:      2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    4 << 20, // the Node SDK sends whole events in the query string
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          log.New(redactAddrs{slog.NewLogLogger(logger.Handler(), slog.LevelWarn).Writer()}, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	if cfg.tlsCert != "" {
@@ -295,4 +303,19 @@ func lookupResult(p meta.Project, err error) (int64, error) {
 		return 0, err
 	}
 	return p.ID, nil
+}
+
+// addrRE matches IPv4 and bracketed or bare IPv6 addresses with a port, as
+// net/http's error log writes them ("TLS handshake error from 1.2.3.4:5").
+var addrRE = regexp.MustCompile(`(\[[0-9A-Fa-f:.%]+\]|[0-9A-Fa-f:.]*[.:][0-9A-Fa-f:.]+):[0-9]+`)
+
+// redactAddrs hides client addresses in net/http's own error log lines:
+// an IP address is personal data and never goes to the logs.
+type redactAddrs struct{ w io.Writer }
+
+func (r redactAddrs) Write(p []byte) (int, error) {
+	if _, err := r.w.Write(addrRE.ReplaceAll(p, []byte("[client]"))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

@@ -145,12 +145,6 @@ func endpointOf(path string) (endpoint, bool) {
 	return "", false
 }
 
-// Handles reports whether path is an ingestion route.
-func Handles(path string) bool {
-	_, ok := endpointOf(path)
-	return ok
-}
-
 // ServeHTTP answers one ingestion request.
 func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()

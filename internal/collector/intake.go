@@ -57,6 +57,10 @@ func (in *intake) project(ctx context.Context, token string) (int64, bool, *requ
 	return id, true, nil
 }
 
+// maxTokenLen bounds the tokens looked up: Veil's are 32 characters, and a
+// long junk token must not reach the database or the miss cache.
+const maxTokenLen = 64
+
 // Mixpanel's time floor for /import: 1971-01-01. It also splits the units:
 // a number below it read as milliseconds would be before 1971, so it must
 // be seconds.
@@ -288,7 +292,6 @@ func (in *intake) events(ctx context.Context, items []wire.Item, b *event.Batch)
 		}
 		in.count(e.Project)
 		b.Events = append(b.Events, e)
-		b.Links = appendLinks(b.Links, &e)
 	}
 	return nil
 }
@@ -341,6 +344,10 @@ func (in *intake) event(ctx context.Context, idx int, it wire.Item) (event.Event
 		tok, ok := event.Get(props.Fields, "token")
 		if !ok || tok.Kind != event.String || tok.Str == "" {
 			in.refuse(idx, insertID, "properties.token", reasonNoToken, "properties.token is required: the project token")
+			return e, false, nil
+		}
+		if len(tok.Str) > maxTokenLen {
+			in.refuse(idx, insertID, "properties.token", reasonUnknownToken, "properties.token is not the token of any project")
 			return e, false, nil
 		}
 		id, found, err := in.project(ctx, tok.Str)

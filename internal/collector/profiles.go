@@ -70,6 +70,10 @@ func (in *intake) profile(ctx context.Context, idx int, it wire.Item) (event.Pro
 		in.refuse(idx, "", "$token", reasonNoToken, "$token is required: the project token")
 		return u, false, nil
 	}
+	if len(tok.Str) > maxTokenLen {
+		in.refuse(idx, "", "$token", reasonUnknownToken, "$token is not the token of any project")
+		return u, false, nil
+	}
 	id, found, err := in.project(ctx, tok.Str)
 	if err != nil {
 		return u, false, err

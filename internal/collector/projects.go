@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 )
@@ -45,7 +46,8 @@ func (c *projectCache) byToken(ctx context.Context, token string) (int64, error)
 	}
 	c.mu.Unlock()
 	id, err := c.src.ProjectIDByToken(ctx, token)
-	c.remember("t"+token, err, func() { c.tokens[token] = id })
+	// Clone: token may be a substring of a whole request body.
+	c.remember("t"+token, err, func() { c.tokens[strings.Clone(token)] = id })
 	return id, err
 }
 

@@ -38,16 +38,16 @@ func replyFor(ep endpoint, q url.Values) reply {
 }
 
 // callbackRE is what mixpanel-browser sends as a JSONP callback
-// ("mixpanel._jsc[12345678]", "mixpanel.name._jsc[3]") plus plain dotted
-// identifiers. Anything else could inject script, so it is refused.
-var callbackRE = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*(\[[0-9]{1,12}\])?$`)
+// ("mixpanel._jsc[12345678]", "mixpanel.name._jsc[3]"). Anything else could
+// call arbitrary page functions or inject script, so it is refused.
+var callbackRE = regexp.MustCompile(`^mixpanel(\.[A-Za-z_$][A-Za-z0-9_$]*)?\._jsc\[[0-9]{1,12}\]$`)
 
 // validate refuses unsafe JSONP callbacks and redirects to hosts that are
 // not allow-listed (an open redirect would let anyone bounce users
 // through Veil's domain).
 func (r *reply) validate(redirectHosts []string) *requestError {
 	if r.callback != "" && r.callback != "(function(){})" && (len(r.callback) > 128 || !callbackRE.MatchString(r.callback)) {
-		return fail(http.StatusBadRequest, reasonBadRequest, "callback must be a JavaScript identifier path such as mixpanel._jsc[1]")
+		return fail(http.StatusBadRequest, reasonBadRequest, "callback must be mixpanel-browser's JSONP callback, such as mixpanel._jsc[1]")
 	}
 	if r.redirect != "" {
 		u, err := url.Parse(r.redirect)
@@ -74,6 +74,7 @@ var gif = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf
 func (r *reply) write(w http.ResponseWriter, res *result) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Veil-Accepted", strconv.Itoa(res.accepted()))
 	if n := len(res.failures); n > 0 {
 		h.Set("X-Veil-Dropped", strconv.Itoa(n))
@@ -99,8 +100,6 @@ func (r *reply) write(w http.ResponseWriter, res *result) {
 
 	var body []byte
 	switch {
-	case ok && !r.verbose && len(res.failures) == 0:
-		body = []byte("1")
 	case ok && !r.verbose:
 		// Node's SDK accepts exactly "1"; what was dropped is in the headers.
 		body = []byte("1")
@@ -172,12 +171,14 @@ func (r *reply) importBody(res *result) any {
 	switch {
 	case res.status == http.StatusOK:
 		b.Status = "OK"
-	case res.status == http.StatusBadRequest && res.err == "" && len(res.failures) > 0:
+	case res.status == http.StatusBadRequest && len(res.failures) > 0:
 		b.Error = "some data points in the request failed validation"
 	default:
 		b.Error = res.message()
 	}
-	if res.err == "" {
+	if res.err == "" || len(res.failures) > 0 {
+		// Also when every record failed: the Go SDK's validation error
+		// lists failed_records, as Mixpanel sends them.
 		n := res.accepted()
 		b.Imported = &n
 		b.Failed = res.failures

@@ -31,7 +31,6 @@ const (
 	reasonRateLimited   reason = "rate_limited"
 	reasonBadRequest    reason = "bad_request"
 	reasonUnavailable   reason = "unavailable"
-	reasonPrivacyDrop   reason = "privacy"
 	reasonMergeEndpoint reason = "merge_not_on_import"
 )
 
@@ -72,6 +71,14 @@ func fail(status int, why reason, format string, args ...any) *requestError {
 	return &requestError{status: status, reason: why, msg: fmt.Sprintf(format, args...)}
 }
 
+// Parse-time bounds: Mixpanel allows 255 members per nested container and
+// 2000 properties per profile update, and a record has a few hundred values
+// at most. Without them a 10 MB body could decode into gigabytes.
+const (
+	maxContainerMembers = 2000
+	maxValuesPerRecord  = 300
+)
+
 // maxPooledBody bounds the request bodies kept for reuse: SDK batches are
 // tens of kilobytes; bigger ones are left to the garbage collector.
 const maxPooledBody = 1 << 20
@@ -98,6 +105,16 @@ func (c *Collector) process(ctx context.Context, r *http.Request, ep endpoint, q
 	if err := rep.validate(c.cfg.RedirectHosts); err != nil {
 		return result{}, err
 	}
+	// /import is authenticated before its body is read, so that anonymous
+	// callers cannot make the server decode 10 MB bodies.
+	var importProject int64
+	if ep == epImport {
+		id, err := c.authenticateImport(ctx, r, q)
+		if err != nil {
+			return result{}, err
+		}
+		importProject = id
+	}
 	bufp := c.bodies.Get().(*[]byte)
 	defer func() {
 		if cap(*bufp) <= maxPooledBody {
@@ -119,29 +136,29 @@ func (c *Collector) process(ctx context.Context, r *http.Request, ep endpoint, q
 	if int64(len(p.Data)) > c.cfg.MaxBodyBytes {
 		return result{}, fail(http.StatusRequestEntityTooLarge, reasonTooLarge, "request exceeds max limit of %d bytes", c.cfg.MaxBodyBytes)
 	}
-	items, err := wire.ParseItems(p.Data, wire.ParseOptions{NDJSON: ep == epImport})
+	items, err := wire.ParseItems(p.Data, wire.ParseOptions{
+		NDJSON:     ep == epImport,
+		MaxItems:   c.cfg.MaxBatch,
+		MaxMembers: maxContainerMembers,
+		MaxValues:  c.cfg.MaxBatch * maxValuesPerRecord,
+	})
+	var tooMany *wire.TooManyItemsError
+	if errors.As(err, &tooMany) {
+		return result{}, fail(http.StatusRequestEntityTooLarge, reasonTooMany, "batch has more than %d records: the limit per request", tooMany.Max)
+	}
 	if err != nil {
 		return result{}, fail(http.StatusBadRequest, reasonMalformed, "%v", err)
 	}
 	if len(items) == 0 {
 		return result{}, fail(http.StatusBadRequest, reasonMalformed, "payload has no records")
 	}
-	if len(items) > c.cfg.MaxBatch {
-		return result{}, fail(http.StatusRequestEntityTooLarge, reasonTooMany, "batch has %d records; the limit is %d per request", len(items), c.cfg.MaxBatch)
-	}
 
 	in := &intake{
-		c:      c,
-		ep:     ep,
-		now:    c.cfg.Now(),
-		strict: ep == epImport && q.Get("strict") == "1",
-	}
-	if ep == epImport {
-		id, err := c.authenticateImport(ctx, r, q, p.Form)
-		if err != nil {
-			return result{}, err
-		}
-		in.importProject = id
+		c:             c,
+		ep:            ep,
+		now:           c.cfg.Now(),
+		strict:        ep == epImport && q.Get("strict") == "1",
+		importProject: importProject,
 	}
 	var b event.Batch
 	switch ep {
@@ -173,6 +190,10 @@ func (c *Collector) process(ctx context.Context, r *http.Request, ep endpoint, q
 	}
 	if b.Len() > 0 {
 		dups, err := c.store.Append(ctx, &b)
+		var tl interface{ TooLarge() bool }
+		if errors.As(err, &tl) && tl.TooLarge() {
+			return result{}, fail(http.StatusRequestEntityTooLarge, reasonTooLarge, "request is too large to store as one record; send smaller batches")
+		}
 		if err != nil {
 			c.cfg.Logger.ErrorContext(ctx, "store append failed", "endpoint", string(ep), "err", err)
 			return result{}, fail(http.StatusServiceUnavailable, reasonUnavailable, "storage is unavailable; nothing was stored, retry later")
@@ -214,8 +235,13 @@ func (r result) refused() result {
 
 // applyPrivacy runs every item through the privacy stage, dropping what it drops.
 func (c *Collector) applyPrivacy(ctx context.Context, req *privacy.Request, b *event.Batch, res *result) error {
+	// Identity links come from raw ids before the stage rewrites them, but
+	// only for events the stage keeps: a dropped event must not leave one.
 	events := b.Events[:0]
+	var raw []event.IdentityLink
 	for i := range b.Events {
+		n := len(raw)
+		raw = appendLinks(raw, &b.Events[i])
 		keep, err := c.privacy.Event(ctx, req, &b.Events[i])
 		if err != nil {
 			return err
@@ -223,10 +249,12 @@ func (c *Collector) applyPrivacy(ctx context.Context, req *privacy.Request, b *e
 		if keep {
 			events = append(events, b.Events[i])
 		} else {
+			raw = raw[:n]
 			res.ignored++
 		}
 	}
 	b.Events = events
+	b.Links = raw
 	profiles := b.Profiles[:0]
 	for i := range b.Profiles {
 		keep, err := c.privacy.Profile(ctx, req, &b.Profiles[i])
@@ -270,10 +298,10 @@ func (c *Collector) applyPrivacy(ctx context.Context, req *privacy.Request, b *e
 // secret as user name (Mixpanel's API secret), or as password with any user
 // name plus ?project_id= (service-account style). The public token is not
 // enough: /import can backdate events, so it needs the server-side secret.
-func (c *Collector) authenticateImport(ctx context.Context, r *http.Request, q url.Values, form url.Values) (int64, *requestError) {
+func (c *Collector) authenticateImport(ctx context.Context, r *http.Request, q url.Values) (int64, *requestError) {
 	user, pass, ok := r.BasicAuth()
 	if !ok {
-		if q.Get("api_key") != "" || form.Get("api_key") != "" {
+		if q.Get("api_key") != "" {
 			return 0, fail(http.StatusUnauthorized, reasonUnauthorized, "Invalid credentials: api_key is not supported; send the project secret with HTTP basic auth")
 		}
 		return 0, fail(http.StatusUnauthorized, reasonUnauthorized, "Invalid credentials: /import needs HTTP basic auth with the project secret")

@@ -102,25 +102,19 @@ func (d *dedupIndex) add(k dedupKey, ms int64) {
 		d.gens[0] = generation{}
 		d.gens = d.gens[1:]
 	}
+	// File k under the newest generation unless it belongs to a later
+	// time slot or is full; a full one rolls over early so that the
+	// oldest can be forgotten to keep within maxKeys.
+	limit := max(d.maxKeys/dedupGenerations, 1)
 	var g *generation
-	for i := len(d.gens) - 1; i >= 0; i-- {
-		if d.gens[i].start == start {
-			g = &d.gens[i]
-			break
+	if n := len(d.gens); n > 0 && d.gens[n-1].start >= start && len(d.gens[n-1].m) < limit {
+		g = &d.gens[n-1]
+	} else {
+		if n > 0 && d.gens[n-1].start > start {
+			start = d.gens[n-1].start // a clock step back or replay of an old record
 		}
-		if d.gens[i].start < start {
-			break
-		}
-	}
-	if g == nil {
-		if n := len(d.gens); n > 0 && d.gens[n-1].start > start {
-			// Out-of-order receive time (replay of an old record, or a clock
-			// step back): file it under the newest generation.
-			g = &d.gens[n-1]
-		} else {
-			d.gens = append(d.gens, generation{start: start, m: make(map[dedupKey]struct{})})
-			g = &d.gens[len(d.gens)-1]
-		}
+		d.gens = append(d.gens, generation{start: start, m: make(map[dedupKey]struct{})})
+		g = &d.gens[len(d.gens)-1]
 	}
 	if _, ok := g.m[k]; !ok {
 		g.m[k] = struct{}{}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/veil-analytics/veil/internal/event"
@@ -39,6 +40,16 @@ type Options struct {
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("store: closed")
 
+// ErrTooLarge is returned by Append for a batch too large for one log
+// record. It has a TooLarge method so callers can tell without importing
+// this package.
+var ErrTooLarge error = tooLargeError{}
+
+type tooLargeError struct{}
+
+func (tooLargeError) Error() string  { return "store: batch too large for one log record" }
+func (tooLargeError) TooLarge() bool { return true }
+
 // Store is an open event store. Its methods are safe for concurrent use.
 type Store struct {
 	opts  Options
@@ -49,6 +60,8 @@ type Store struct {
 
 	mu     sync.RWMutex // guards closed against Append racing Close
 	closed bool
+
+	failed atomic.Pointer[error] // set when the log failed for good
 
 	// Owned by the commit goroutine after Open returns.
 	dedup *dedupIndex
@@ -117,6 +130,15 @@ func Open(dataDir string, opts Options) (*Store, error) {
 // Repaired is the number of bytes of a torn log tail that Open dropped.
 func (s *Store) Repaired() int64 { return s.log.Repaired() }
 
+// Err is non-nil once the log has failed for good (a write or fsync error
+// the log cannot recover from): every Append fails until a restart.
+func (s *Store) Err() error {
+	if p := s.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // LogSize is the size of the write-ahead log in bytes.
 func (s *Store) LogSize() int64 { return s.log.Size() }
 
@@ -149,6 +171,11 @@ func (s *Store) Append(ctx context.Context, b *event.Batch) (dups int, err error
 		c.payload = event.AppendRecord(c.payload, event.RecordIdentity, scratch)
 	}
 
+	if len(c.payload) > wal.MaxPayloadSize {
+		// One record per request: refuse it alone rather than fail the
+		// whole commit group it would join.
+		return 0, ErrTooLarge
+	}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -212,6 +239,7 @@ func (s *Store) run() {
 			}
 		}
 		s.commitGroup(group)
+		clear(group) // do not keep the payloads alive until the next group
 	}
 }
 
@@ -255,6 +283,9 @@ func (s *Store) commitGroup(group []*commit) {
 			s.dedup.remove(k)
 		}
 		err = fmt.Errorf("store: append: %w", err)
+		if errors.Is(err, wal.ErrFailed) {
+			s.failed.Store(&err)
+		}
 	}
 	for _, c := range group {
 		c.err = err

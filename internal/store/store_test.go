@@ -182,3 +182,19 @@ func TestDedupKeyIsPerDay(t *testing.T) {
 		t.Error("different events must not share a key")
 	}
 }
+
+func TestDedupMaxKeysWithinOneSlot(t *testing.T) {
+	d := newDedupIndex(24*time.Hour, 100)
+	base := int64(1_800_000_000_000)
+	for i := range 100000 {
+		e := mkEvent(i, fmt.Sprint("k", i))
+		d.add(d.key(&e), base+int64(i)) // all within a millisecond-spaced 100 s
+	}
+	if d.keys > 150 {
+		t.Fatalf("index holds %d keys, bound is 100 (+ one generation)", d.keys)
+	}
+	last := mkEvent(99999, "k99999")
+	if !d.has(d.key(&last)) {
+		t.Fatal("the newest key was forgotten")
+	}
+}

@@ -24,6 +24,12 @@ type ParseOptions struct {
 	MaxItems int  // more items than this is an error; 0 means no limit
 	MaxDepth int  // deepest nesting of arrays and objects; 0 means DefaultMaxDepth
 	NDJSON   bool // also accept one JSON value per line (the /import NDJSON body)
+	// MaxMembers bounds the members of any one array or object inside an
+	// item, and MaxValues the JSON values of the whole payload; 0 means no
+	// limit. Each decoded value costs about 80 bytes, so a 10 MB body of
+	// "[0,0,0,…" would otherwise cost over a gigabyte before any check.
+	MaxMembers int
+	MaxValues  int
 }
 
 // DefaultMaxDepth is the nesting limit when ParseOptions.MaxDepth is 0. A
@@ -31,6 +37,13 @@ type ParseOptions struct {
 const DefaultMaxDepth = 32
 
 var errEmpty = errors.New("empty payload")
+
+// TooManyItemsError is returned when a payload has more than MaxItems items.
+type TooManyItemsError struct{ Max int }
+
+func (e *TooManyItemsError) Error() string {
+	return fmt.Sprintf("batch has more than %d records", e.Max)
+}
 
 // ParseItems parses JSON data into items: a single value gives one item, a
 // top-level array one item per element (of any JSON type: callers check
@@ -47,7 +60,8 @@ var errEmpty = errors.New("empty payload")
 // The strings of the returned values share one copy of data, which stays
 // in memory as long as any of them does.
 func ParseItems(data []byte, opts ParseOptions) ([]Item, error) {
-	p := parser{s: string(data), maxDepth: opts.MaxDepth, levels: make([]level, 0, 8)}
+	p := parser{s: string(data), maxDepth: opts.MaxDepth, levels: make([]level, 0, 8),
+		maxMembers: opts.MaxMembers, valuesLeft: opts.MaxValues, limitValues: opts.MaxValues > 0}
 	if p.maxDepth <= 0 {
 		p.maxDepth = DefaultMaxDepth
 	}
@@ -96,7 +110,7 @@ func ParseItems(data []byte, opts ParseOptions) ([]Item, error) {
 			return nil, p.errAt(p.pos, describe(p.s, p.pos)+" after a value; NDJSON needs one value per line")
 		}
 		if opts.MaxItems > 0 && len(items) >= opts.MaxItems {
-			return nil, fmt.Errorf("batch has more than %d records", opts.MaxItems)
+			return nil, &TooManyItemsError{Max: opts.MaxItems}
 		}
 		start := p.pos
 		items = append(items, Item{})
@@ -136,12 +150,15 @@ func (l *lineCounter) at(pos int) int {
 // it. A batch thus costs a few allocations rather than one per object, and
 // no field is copied from a stack into place.
 type parser struct {
-	s        string
-	pos      int
-	depth    int
-	maxDepth int
-	levels   []level // indexed by depth
-	buf      []byte  // scratch for unescaping strings
+	s           string
+	pos         int
+	depth       int
+	maxDepth    int
+	maxMembers  int
+	valuesLeft  int // counts down; only checked when the limit is set
+	limitValues bool
+	levels      []level // indexed by depth
+	buf         []byte  // scratch for unescaping strings
 }
 
 // level holds the chunks of one nesting depth.
@@ -185,7 +202,7 @@ func (p *parser) topArray(maxItems int, lines *lineCounter) ([]Item, error) {
 	items := make([]Item, 0, 16)
 	for {
 		if maxItems > 0 && len(items) >= maxItems {
-			return nil, fmt.Errorf("batch has more than %d records", maxItems)
+			return nil, &TooManyItemsError{Max: maxItems}
 		}
 		start := p.pos
 		items = append(items, Item{})
@@ -230,6 +247,12 @@ func (p *parser) enter() error {
 // Value, saves copying it and its write barriers.
 func (p *parser) value(dst *event.Value) error {
 	s := p.s
+	if p.limitValues {
+		if p.valuesLeft <= 0 {
+			return p.errAt(p.pos, "payload has too many JSON values")
+		}
+		p.valuesLeft--
+	}
 	if p.pos >= len(s) {
 		return p.errAt(p.pos, "unexpected end of input, expected a value")
 	}
@@ -290,7 +313,11 @@ func (p *parser) object(dst *event.Value) error {
 	// A 128-bit Bloom filter of the keys so far: duplicate keys are rare, so
 	// the quadratic search for one only runs when a key's bit is already set.
 	var seen [2]uint64
+	members := 0
 	for {
+		if members++; p.maxMembers > 0 && members > p.maxMembers {
+			return p.errAt(p.pos, fmt.Sprintf("JSON object has more than %d members", p.maxMembers))
+		}
 		if p.pos >= len(s) || s[p.pos] != '"' {
 			return p.errAt(p.pos, describe(s, p.pos)+", expected '\"' to start an object key")
 		}
@@ -395,7 +422,11 @@ func (p *parser) array(dst *event.Value) error {
 	}
 	d := p.depth
 	start := len(p.levels[d].values)
+	members := 0
 	for {
+		if members++; p.maxMembers > 0 && members > p.maxMembers {
+			return p.errAt(p.pos, fmt.Sprintf("JSON array has more than %d members", p.maxMembers))
+		}
 		vs := p.levels[d].values
 		if len(vs) == cap(vs) {
 			vs = growChunk(vs, start)

@@ -170,6 +170,12 @@ func Open(dir string, opts Options, fn func(payload []byte) error) (_ *Log, err 
 	}
 
 	if end < size {
+		// A torn tail was never acknowledged, but a bad frame can also be
+		// bit rot in front of synced records: keep the bytes aside for the
+		// operator instead of destroying them.
+		if err := saveTail(f, path, end, size); err != nil {
+			return nil, err
+		}
 		if err := f.Truncate(end); err != nil {
 			return nil, fmt.Errorf("wal: repair segment %s: truncate to %d: %w", path, end, err)
 		}
@@ -418,4 +424,37 @@ func (l *Log) Close() error {
 		err = fmt.Errorf("wal: close dir %s: %w", l.dir, cerr)
 	}
 	return err
+}
+
+// saveTail copies bytes [end, size) of the segment at path into
+// "<path>.torn-<end>", synced, before a repair truncates them. A tail of
+// zeros (a file extended but never written) is not worth keeping.
+func saveTail(f *os.File, path string, end, size int64) error {
+	tail := make([]byte, size-end)
+	if _, err := f.ReadAt(tail, end); err != nil {
+		return fmt.Errorf("wal: repair segment %s: read tail: %w", path, err)
+	}
+	allZero := true
+	for _, c := range tail {
+		if c != 0 {
+			allZero = false
+			break
+		}
+	}
+	if allZero {
+		return nil
+	}
+	side := fmt.Sprintf("%s.torn-%d", path, end)
+	if err := os.WriteFile(side, tail, 0o600); err != nil {
+		return fmt.Errorf("wal: repair segment %s: save tail: %w", path, err)
+	}
+	sf, err := os.Open(side)
+	if err != nil {
+		return fmt.Errorf("wal: repair segment %s: save tail: %w", path, err)
+	}
+	defer sf.Close()
+	if err := sf.Sync(); err != nil {
+		return fmt.Errorf("wal: repair segment %s: sync saved tail: %w", path, err)
+	}
+	return nil
 }

@@ -1,10 +1,13 @@
 package wal
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -78,5 +81,43 @@ func writeRollbackChild(t *testing.T, dir string) {
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRepairKeepsTornBytesAside(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"one", "two", "three"} {
+		if err := l.Write([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	seg := filepath.Join(dir, "00000001.wal")
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[headerSize+frameHeaderSize] ^= 0xff // corrupt the first record
+	if err := os.WriteFile(seg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err = Open(dir, Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	saved, err := os.ReadFile(fmt.Sprintf("%s.torn-%d", seg, headerSize))
+	if err != nil {
+		t.Fatalf("torn bytes not saved: %v", err)
+	}
+	if !bytes.Equal(saved, b[headerSize:]) {
+		t.Fatalf("saved %d bytes, want the %d dropped", len(saved), len(b)-headerSize)
 	}
 }
