@@ -239,14 +239,7 @@ func truncateBatch(b *event.Batch) {
 	}
 	for i := range b.Profiles {
 		for j := range b.Profiles[i].Ops {
-			op := &b.Profiles[i].Ops[j]
-			if op.Value.Kind == event.Object {
-				for k := range op.Value.Fields {
-					if f := &op.Value.Fields[k]; f.Value.Kind == event.String {
-						f.Value.Str = truncate(f.Value.Str)
-					}
-				}
-			}
+			truncateValue(&b.Profiles[i].Ops[j].Value)
 		}
 	}
 }

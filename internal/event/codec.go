@@ -67,6 +67,23 @@ func DecodeEvent(b []byte) (Event, error) {
 	return e, d.finish("event")
 }
 
+// DecodeEventHead decodes an event body without its properties: what
+// replaying the log for deduplication needs, at a fraction of the cost.
+func DecodeEventHead(b []byte) (Event, error) {
+	d := decoder{b: b}
+	var e Event
+	e.Project = d.varint()
+	e.Name = d.str()
+	e.DistinctID = d.str()
+	e.Time = d.varint()
+	e.InsertID = d.str()
+	e.Received = d.varint()
+	if d.err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", d.err)
+	}
+	return e, nil
+}
+
 // AppendProfile appends the body encoding of u.
 func AppendProfile(dst []byte, u *ProfileUpdate) []byte {
 	dst = binary.AppendVarint(dst, u.Project)

@@ -30,6 +30,10 @@ func TestEventRoundTrip(t *testing.T) {
 		got.InsertID != e.InsertID || got.Received != e.Received || len(got.Props) != len(e.Props) {
 		t.Fatalf("got %+v", got)
 	}
+	head, err := DecodeEventHead(AppendEvent(nil, &e))
+	if err != nil || head.InsertID != e.InsertID || head.Received != e.Received || head.Props != nil {
+		t.Fatalf("head = %+v, %v", head, err)
+	}
 	for i := range e.Props {
 		if got.Props[i].Key != e.Props[i].Key || !got.Props[i].Value.Equal(e.Props[i].Value) {
 			t.Errorf("prop %d: got %+v want %+v", i, got.Props[i], e.Props[i])

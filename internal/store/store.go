@@ -108,7 +108,7 @@ func Open(dataDir string, opts Options) (*Store, error) {
 			if typ != event.RecordEvent {
 				return nil
 			}
-			e, err := event.DecodeEvent(body)
+			e, err := event.DecodeEventHead(body)
 			if err != nil {
 				return err
 			}
