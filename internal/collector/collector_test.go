@@ -546,7 +546,9 @@ func TestImportAuthBeforeBody(t *testing.T) {
 // dropAll is a privacy stage that drops every event.
 type dropAll struct{ privacy.Passthrough }
 
-func (dropAll) Event(context.Context, *privacy.Request, *event.Event) (bool, error) { return false, nil }
+func (dropAll) Event(context.Context, *privacy.Request, *event.Event) (bool, error) {
+	return false, nil
+}
 
 func TestNoLinkFromDroppedEvent(t *testing.T) {
 	st := &memStore{}
