@@ -45,6 +45,7 @@ type serveConfig struct {
 	logLevel        string
 	logFormat       string
 	debugAddr       string
+	keys            keyFlags
 }
 
 func (c *serveConfig) register(fs *flagSet) {
@@ -63,6 +64,7 @@ func (c *serveConfig) register(fs *flagSet) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (keep it on loopback)")
+	c.keys.register(fs, true)
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -110,6 +112,10 @@ type server struct {
 	http    *http.Server
 	ln      net.Listener
 	serveCh chan error
+
+	stage     *privacy.Stage
+	closeGeo  func() error
+	stopFlush func() // stops the counter flusher after a last flush
 }
 
 // URL is the server's base URL.
@@ -167,6 +173,11 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 	if err != nil {
 		return nil, err
 	}
+	stage, closeGeo, err := openStage(cfg.keys, cfg.data, db, logger)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	fsyncs := prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -181,6 +192,7 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 		ObserveSync:  func(d time.Duration) { fsyncs.Observe(d.Seconds()) },
 	})
 	if err != nil {
+		closeGeo()
 		db.Close()
 		return nil, err
 	}
@@ -200,7 +212,7 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 		TrustedProxies:  proxies,
 		Logger:          logger,
 		MetricsRegistry: reg,
-	}, projectsAdapter{db}, privacy.Passthrough{}, st)
+	}, projectsAdapter{db}, stage, st)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -219,6 +231,7 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		st.Close()
+		closeGeo()
 		db.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.addr, err)
 	}
@@ -237,6 +250,7 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 		if err != nil {
 			ln.Close()
 			st.Close()
+			closeGeo()
 			db.Close()
 			return nil, fmt.Errorf("TLS: %w", err)
 		}
@@ -253,7 +267,16 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 			logger.Error("debug listener stopped", "err", err)
 		}()
 	}
-	s := &server{cfg: cfg, logger: logger, db: db, store: st, http: hs, ln: ln, serveCh: make(chan error, 1)}
+	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		stage.RunFlusher(flushCtx, changeSink{db}, 10*time.Second, func(err error) {
+			logger.Warn("could not store privacy change counters; will retry", "err", err)
+		})
+	}()
+	s := &server{cfg: cfg, logger: logger, db: db, store: st, http: hs, ln: ln, serveCh: make(chan error, 1),
+		stage: stage, closeGeo: closeGeo, stopFlush: func() { stopFlush(); <-flushed }}
 	go func() { s.serveCh <- hs.Serve(ln) }()
 	logger.Info("veil is listening", "url", s.URL(), "data", cfg.data)
 	return s, nil
@@ -274,7 +297,8 @@ func (s *server) wait(ctx context.Context) error {
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
-	err = errors.Join(serveErr, err, s.store.Close(), s.db.Close())
+	s.stopFlush()
+	err = errors.Join(serveErr, err, s.store.Close(), s.closeGeo(), s.db.Close())
 	if err == nil {
 		s.logger.Info("stopped cleanly")
 	}

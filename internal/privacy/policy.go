@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/veil-analytics/veil/internal/privacy/pii"
 )
 
 // Action is what the stage does with a value that holds personal data.
@@ -15,7 +17,7 @@ type Action string
 // The actions a policy may choose per class of personal data.
 const (
 	Redact       Action = "redact"        // replace the match with a placeholder such as "[email]"
-	Pseudonymize Action = "pseudonymize"  // replace the whole value with its keyed pseudonym
+	Pseudonymize Action = "pseudonymize"  // replace each match with its keyed pseudonym
 	DropProperty Action = "drop_property" // remove the property
 	DropEvent    Action = "drop_event"    // drop the whole event
 )
@@ -74,6 +76,9 @@ type Policy struct {
 // Contract declares the events a project sends and their properties.
 type Contract struct {
 	Events map[string]EventSchema `json:"events"`
+	// Common are properties allowed on every declared event, such as the
+	// SDK's own ($current_url, $browser, ...), with their types.
+	Common map[string]string `json:"common_properties,omitempty"`
 }
 
 // EventSchema lists an event's properties and their JSON types
@@ -82,8 +87,14 @@ type EventSchema struct {
 	Properties map[string]string `json:"properties"`
 }
 
-// Classes of personal data the scanner knows, in the order they are listed.
-var classNames = []string{"email", "phone", "ipv4", "ipv6", "card", "iban", "jwt", "secret_key", "bearer_token", "url_credential"}
+// classNames are the classes of personal data the scanner knows, in its order.
+var classNames = func() []string {
+	var out []string
+	for _, c := range pii.Classes() {
+		out = append(out, c.String())
+	}
+	return out
+}()
 
 // DefaultPolicy is the strict default every project starts with.
 func DefaultPolicy() Policy {
@@ -150,15 +161,26 @@ func (p *Policy) Validate() error {
 		}
 		for name, ev := range p.Contract.Events {
 			for prop, typ := range ev.Properties {
-				switch typ {
-				case "string", "number", "boolean", "array", "object", "any":
-				default:
-					return fmt.Errorf("contract.events[%q].properties[%q]: unknown type %q", name, prop, typ)
+				if !knownType(typ) {
+					return fmt.Errorf("contract.events[%q].properties[%q]: unknown type %q (use string, number, boolean, array, object or any)", name, prop, typ)
 				}
+			}
+		}
+		for prop, typ := range p.Contract.Common {
+			if !knownType(typ) {
+				return fmt.Errorf("contract.common_properties[%q]: unknown type %q (use string, number, boolean, array, object or any)", prop, typ)
 			}
 		}
 	}
 	return nil
+}
+
+func knownType(t string) bool {
+	switch t {
+	case "string", "number", "boolean", "array", "object", "any":
+		return true
+	}
+	return false
 }
 
 func knownClass(c string) bool {

@@ -1,9 +1,14 @@
 // Package privacy owns the stage that every decoded event, profile update and
 // identity link passes through between the collector's decoding and the
-// write-ahead log. Nothing decoded reaches disk or logs without passing here.
+// write-ahead log: nothing decoded reaches disk or logs without passing here.
 //
-// This version is a pass-through (Passthrough); the privacy pipeline —
-// pseudonyms, PII scanning, IP and user-agent reduction — fills it.
+// Stage implements the project's Policy: identities become keyed
+// pseudonyms (package pseudonym), known personal fields are dropped, every
+// string is scanned for personal data and secrets (package pii), URLs are
+// cleaned (package urlclean), IP addresses become a country (package geo)
+// and user agents a browser family (package useragent), and an optional
+// data contract drops what was not declared. Every change is counted per
+// (project, event, property, reason), never with a value.
 package privacy
 
 import (
@@ -11,17 +16,29 @@ import (
 	"net/netip"
 
 	"github.com/veil-analytics/veil/internal/event"
+	"github.com/veil-analytics/veil/internal/privacy/geo"
+	"github.com/veil-analytics/veil/internal/privacy/useragent"
 )
 
 // Request is what the stage may know of the HTTP request an item arrived in.
-// It lives in memory only and is never stored.
+// It lives in memory only and is never stored. One Request serves the items
+// of one request, from one goroutine; it caches per-request work.
 type Request struct {
 	IP        netip.Addr // client address after trusted proxies; invalid when unknown
 	UserAgent string
 	Geolocate bool // false when the client asked for no geolocation (ip=0)
+
+	policy        *compiled
+	policyProject int64
+	geoDone       bool
+	geoOK         bool
+	geoLevel      geo.Level
+	geoLoc        geo.Location
+	uaDone        bool
+	ua            useragent.Info
 }
 
-// Passthrough keeps every item unchanged.
+// Passthrough keeps every item unchanged. Tests of other layers use it.
 type Passthrough struct{}
 
 // Event keeps e as it is.

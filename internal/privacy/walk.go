@@ -1,0 +1,529 @@
+package privacy
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/veil-analytics/veil/internal/event"
+	"github.com/veil-analytics/veil/internal/privacy/geo"
+	"github.com/veil-analytics/veil/internal/privacy/pii"
+	"github.com/veil-analytics/veil/internal/privacy/pseudonym"
+	"github.com/veil-analytics/veil/internal/privacy/urlclean"
+	"github.com/veil-analytics/veil/internal/privacy/useragent"
+)
+
+// maxDepth is how deep the stage follows nested values; the decoder bounds
+// nesting already, this keeps the walk's own recursion bounded too.
+const maxDepth = 64
+
+// proc is the per-item working state of the stage, pooled.
+type proc struct {
+	s       *Stage
+	c       *compiled
+	req     *Request
+	explain bool
+
+	changes   []Change
+	matches   []pii.Match
+	top       string // top-level property being processed (counting)
+	path      []byte // full path (Explain only)
+	dropEvent bool
+	ip        netip.Addr // from an "ip" property, for geolocation
+	buf       []byte
+}
+
+func (p *proc) reset() {
+	p.c, p.req = nil, nil
+	p.changes = p.changes[:0]
+	p.matches = p.matches[:0]
+	p.top, p.path = "", p.path[:0]
+	p.dropEvent = false
+	p.ip = netip.Addr{}
+	if cap(p.changes) > 256 {
+		p.changes = nil
+	}
+}
+
+func (p *proc) record(reason string) {
+	prop := p.top
+	if p.explain {
+		prop = string(p.path)
+	}
+	p.changes = append(p.changes, Change{Property: prop, Reason: reason})
+}
+
+// event applies the policy to e and reports whether to keep it.
+func (p *proc) event(e *event.Event) bool {
+	c := p.c
+	// The name: scanned like any string; it cannot be dropped alone.
+	p.enter("$event")
+	if name, keep := p.name(e.Name); !keep {
+		return false
+	} else {
+		e.Name = name
+	}
+	var declared map[string]string
+	if c.events != nil {
+		var ok bool
+		if declared, ok = c.events[e.Name]; !ok {
+			p.record(ReasonUndeclaredEvent)
+			return false
+		}
+	}
+	if e.DistinctID != "" {
+		p.enter("distinct_id")
+		e.DistinctID = c.pseudo.Pseudonym(pseudonym.FieldDistinctID, e.DistinctID)
+		p.record(ReasonPseudonymized)
+	}
+	if e.InsertID != "" {
+		// Usually random; when a client builds it from personal data it
+		// becomes a pseudonym, which keeps deduplication working.
+		p.matches = p.s.scanner.AppendFind(p.matches[:0], e.InsertID)
+		if len(p.matches) > 0 {
+			p.enter("$insert_id")
+			e.InsertID = c.pseudo.Pseudonym("insert_id", e.InsertID)
+			p.record(ReasonPseudonymized)
+		}
+	}
+	e.Props = p.props(e.Props, declared, c.events != nil)
+	if p.dropEvent {
+		return false
+	}
+	if p.req != nil && p.req.UserAgent != "" {
+		info := p.s.userAgent(p.req)
+		if info.Bot {
+			if c.policy.DropBots {
+				p.enter("$bot")
+				p.record(ReasonBot)
+				return false
+			}
+			e.Props = setProp(e.Props, "$bot", event.BoolValue(true))
+		} else if info.Browser != useragent.OtherBrowser {
+			e.Props = addMissing(e.Props, "$browser", event.StringValue(info.Browser))
+			if v, err := strconv.ParseFloat(info.BrowserMajor, 64); err == nil {
+				e.Props = addMissing(e.Props, "$browser_version", event.NumberValue(v))
+			}
+			e.Props = addMissing(e.Props, "$os", event.StringValue(info.OS))
+		}
+	}
+	e.Props = p.geolocate(e.Props)
+	return true
+}
+
+// name returns an event name with personal data redacted, or false when
+// the policy drops events holding such data.
+func (p *proc) name(s string) (string, bool) {
+	m := p.s.scanner.AppendFind(p.matches[:0], s)
+	p.matches = m
+	if len(m) == 0 {
+		return s, true
+	}
+	for _, x := range m {
+		if p.c.actions[x.Class] == DropEvent {
+			p.record(piiReasons[x.Class][DropEvent])
+			return "", false
+		}
+	}
+	out, classes := p.s.scanner.Redact(s)
+	for _, cl := range classes {
+		p.record(piiReasons[cl][Redact])
+	}
+	return out, true
+}
+
+// geolocate replaces IP-derived properties with the location of the
+// event's "ip" property or, unless the client opted out, the request's
+// address. The address itself is never stored.
+func (p *proc) geolocate(props []event.Field) []event.Field {
+	if !p.c.geo || p.s.geo == nil {
+		return props
+	}
+	addr, fromReq := p.ip, false
+	if !addr.IsValid() {
+		if p.req == nil || !p.req.Geolocate || !p.req.IP.IsValid() {
+			return props
+		}
+		addr, fromReq = p.req.IP, true
+	}
+	level := geoLevel(p.c.policy.Geo)
+	var loc geo.Location
+	var ok bool
+	if fromReq {
+		loc, ok = p.s.locate(p.req, addr, true, level)
+	} else {
+		loc, ok = p.s.geo.Lookup(addr, level)
+	}
+	if !ok || loc.CountryCode == "" {
+		return props
+	}
+	props = setProp(props, "mp_country_code", event.StringValue(loc.CountryCode))
+	if loc.Region != "" {
+		props = setProp(props, "$region", event.StringValue(loc.Region))
+	}
+	if loc.City != "" {
+		props = setProp(props, "$city", event.StringValue(loc.City))
+	}
+	return props
+}
+
+// enter sets the property being processed at the top level.
+func (p *proc) enter(name string) {
+	p.top = name
+	if p.explain {
+		p.path = append(p.path[:0], name...)
+	}
+}
+
+// props applies the policy to top-level properties, in place. declared is
+// the contract's property list when enforce is set.
+func (p *proc) props(fields []event.Field, declared map[string]string, enforce bool) []event.Field {
+	c := p.c
+	out := fields[:0]
+	for i := range fields {
+		f := fields[i]
+		p.enter(f.Key)
+		if p.keyHasPII(f.Key, true) {
+			continue
+		}
+		r := c.rule(f.Key)
+		if r.kind == kindDrop {
+			if f.Value.Kind == event.String && (equalFoldASCII(f.Key, "ip") || equalFoldASCII(f.Key, "$ip")) {
+				if a, err := netip.ParseAddr(strings.TrimSpace(f.Value.Str)); err == nil {
+					p.ip = a.Unmap()
+					p.record(ReasonGeo)
+					continue
+				}
+			}
+			p.record(ReasonPersonalField)
+			continue
+		}
+		if enforce && f.Value.Kind != event.Null {
+			typ, ok := c.contractType(declared, f.Key)
+			if !ok {
+				p.record(ReasonUndeclaredProperty)
+				continue
+			}
+			if typ != "any" && typ != f.Value.Kind.String() {
+				p.record(ReasonWrongType)
+				continue
+			}
+		}
+		switch r.kind {
+		case kindIdentifier, kindGroup:
+			if !p.identity(&f.Value, r.field, 0) {
+				continue
+			}
+		default:
+			if !p.value(&f.Value, r.kind, 0) {
+				continue
+			}
+		}
+		out = append(out, f)
+		if p.dropEvent {
+			return out
+		}
+	}
+	// Clear the tail so dropped values do not stay reachable.
+	for i := len(out); i < len(fields); i++ {
+		fields[i] = event.Field{}
+	}
+	return out
+}
+
+// keyHasPII reports (and records) a property name holding personal data;
+// such a property is dropped whatever the policy, since a name cannot be
+// redacted without losing what it means.
+func (p *proc) keyHasPII(key string, top bool) bool {
+	if len(key) < 3 {
+		return false
+	}
+	p.matches = p.s.scanner.AppendFind(p.matches[:0], key)
+	if len(p.matches) == 0 {
+		return false
+	}
+	// The name itself must not be counted or explained.
+	red, _ := p.s.scanner.Redact(key)
+	if top {
+		p.top = red
+	}
+	if p.explain {
+		p.path = append(p.path[:len(p.path)-len(key)], red...)
+	}
+	for _, x := range p.matches {
+		if p.c.actions[x.Class] == DropEvent {
+			p.dropEvent = true
+			p.record(piiReasons[x.Class][DropEvent])
+			return true
+		}
+	}
+	p.record(ReasonPIIInKey)
+	return true
+}
+
+// identity pseudonymises an identifier value: strings and numbers become
+// pseudonyms, arrays element by element; objects are dropped. It returns
+// false when the value must be dropped.
+func (p *proc) identity(v *event.Value, field pseudonym.Field, depth int) bool {
+	switch v.Kind {
+	case event.String:
+		if v.Str == "" {
+			return true
+		}
+		v.Str = p.c.pseudo.Pseudonym(field, v.Str)
+	case event.Number:
+		p.buf = event.AppendNumber(p.buf[:0], v.Num)
+		*v = event.StringValue(p.c.pseudo.Pseudonym(field, string(p.buf)))
+	case event.Array:
+		if depth >= maxDepth {
+			p.record(ReasonTooDeep)
+			return false
+		}
+		for i := range v.Items {
+			if !p.identity(&v.Items[i], field, depth+1) {
+				v.Items[i] = event.Value{}
+			}
+		}
+		return true
+	case event.Object:
+		p.record(ReasonNotScalarIdentifier)
+		return false
+	default:
+		return true
+	}
+	p.record(ReasonPseudonymized)
+	return true
+}
+
+// value applies URL cleaning and the PII scan to v and everything inside
+// it. It returns false when v must be dropped.
+func (p *proc) value(v *event.Value, kind propKind, depth int) bool {
+	switch v.Kind {
+	case event.String:
+		return p.str(v, kind)
+	case event.Number:
+		return p.number(v)
+	case event.Array:
+		if depth >= maxDepth {
+			p.record(ReasonTooDeep)
+			return false
+		}
+		items := v.Items[:0]
+		n := len(p.path)
+		for i := range v.Items {
+			if p.explain {
+				p.path = append(strconv.AppendInt(append(p.path[:n], '['), int64(i), 10), ']')
+			}
+			if p.value(&v.Items[i], kind, depth+1) {
+				items = append(items, v.Items[i])
+			}
+			if p.dropEvent {
+				break
+			}
+		}
+		p.path = p.path[:n]
+		v.Items = items
+	case event.Object:
+		if depth >= maxDepth {
+			p.record(ReasonTooDeep)
+			return false
+		}
+		fields := v.Fields[:0]
+		n := len(p.path)
+		for i := range v.Fields {
+			f := v.Fields[i]
+			if p.explain {
+				p.path = append(append(p.path[:n], '.'), f.Key...)
+			}
+			if p.keyHasPII(f.Key, false) {
+				continue
+			}
+			if p.value(&f.Value, kindPlain, depth+1) {
+				fields = append(fields, f)
+			}
+			if p.dropEvent {
+				break
+			}
+		}
+		p.path = p.path[:n]
+		v.Fields = fields
+	}
+	return !p.dropEvent
+}
+
+// str cleans one string value in place; false drops it.
+func (p *proc) str(v *event.Value, kind propKind) bool {
+	s := v.Str
+	switch {
+	case kind == kindReferrer:
+		out, ch := urlclean.Referrer(s)
+		p.urlChanges(ch)
+		s = out
+	case kind == kindURL || urlclean.LooksLikeURL(s):
+		out, ch := urlclean.Clean(s, &p.c.urlOpts)
+		p.urlChanges(ch)
+		s = out
+	case looksLikeUserAgent(s):
+		info := p.s.ua.Parse(s)
+		s = info.Browser
+		if info.BrowserMajor != "" {
+			s += " " + info.BrowserMajor
+		}
+		s += " (" + info.OS + ", " + info.Device + ")"
+		p.record(ReasonUserAgent)
+	}
+	m := p.s.scanner.AppendFind(p.matches[:0], s)
+	p.matches = m
+	if len(m) == 0 {
+		v.Str = s
+		return true
+	}
+	worst := Redact
+	for _, x := range m {
+		switch a := p.c.actions[x.Class]; {
+		case a == DropEvent:
+			p.record(piiReasons[x.Class][DropEvent])
+			p.dropEvent = true
+			return false
+		case a == DropProperty:
+			worst = DropProperty
+		}
+	}
+	if worst == DropProperty {
+		for _, x := range m {
+			if p.c.actions[x.Class] == DropProperty {
+				p.record(piiReasons[x.Class][DropProperty])
+			}
+		}
+		return false
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	last := 0
+	for _, x := range m {
+		b.WriteString(s[last:x.Start])
+		a := p.c.actions[x.Class]
+		if a == Pseudonymize {
+			b.WriteString(p.c.pseudo.Pseudonym(piiField(x.Class), s[x.Start:x.End]))
+		} else {
+			b.WriteString(x.Class.Placeholder())
+		}
+		p.record(piiReasons[x.Class][a])
+		last = x.End
+	}
+	b.WriteString(s[last:])
+	out := b.String()
+	// A replacement can expose a new match next to it; placeholders end it.
+	if len(p.s.scanner.AppendFind(p.matches[:0], out)) > 0 {
+		out, _ = p.s.scanner.Redact(out)
+	}
+	v.Str = out
+	return true
+}
+
+// number catches card numbers sent as JSON numbers: an integer of 13 or
+// more digits is scanned in its decimal form, and a match makes the value
+// a string (placeholder or pseudonym) or drops it, as for strings.
+func (p *proc) number(v *event.Value) bool {
+	if v.Num < 1e12 || v.Num > 9e18 || v.Num != float64(int64(v.Num)) {
+		return true
+	}
+	p.buf = strconv.AppendInt(p.buf[:0], int64(v.Num), 10)
+	if len(p.s.scanner.AppendFind(p.matches[:0], string(p.buf))) == 0 {
+		return true
+	}
+	*v = event.StringValue(string(p.buf))
+	return p.str(v, kindPlain)
+}
+
+func (p *proc) urlChanges(ch urlclean.Change) {
+	for i := 0; ch != 0; i++ {
+		if ch&1 != 0 {
+			p.record(urlReasons[i])
+		}
+		ch >>= 1
+	}
+}
+
+// piiField is the pseudonym domain of a detected value: e-mail addresses
+// share the e-mail field wherever they were found.
+func piiField(c pii.Class) pseudonym.Field {
+	if c == pii.Email {
+		return pseudonym.FieldEmail
+	}
+	return pseudonym.Field("pii:" + c.String())
+}
+
+// looksLikeUserAgent reports whether s is a raw browser user agent.
+func looksLikeUserAgent(s string) bool {
+	return len(s) > 20 && strings.HasPrefix(s, "Mozilla/") && strings.Contains(s, "(")
+}
+
+func equalFoldASCII(a, b string) bool { return len(a) == len(b) && strings.EqualFold(a, b) }
+
+// setProp sets key to v, replacing an existing top-level value.
+func setProp(props []event.Field, key string, v event.Value) []event.Field {
+	for i := range props {
+		if props[i].Key == key {
+			props[i].Value = v
+			return props
+		}
+	}
+	return append(props, event.Field{Key: key, Value: v})
+}
+
+// addMissing adds key = v unless the event has key already.
+func addMissing(props []event.Field, key string, v event.Value) []event.Field {
+	for i := range props {
+		if props[i].Key == key {
+			return props
+		}
+	}
+	return append(props, event.Field{Key: key, Value: v})
+}
+
+// profile applies the policy to a user or group profile update.
+func (p *proc) profile(u *event.ProfileUpdate) bool {
+	c := p.c
+	if u.IsGroup() {
+		p.enter("$group_key")
+		if p.keyHasPII(u.GroupKey, true) {
+			return false
+		}
+		p.enter("$group_id")
+		u.GroupID = c.pseudo.Pseudonym(pseudonym.GroupField(u.GroupKey), u.GroupID)
+		p.record(ReasonPseudonymized)
+	} else if u.DistinctID != "" {
+		p.enter("distinct_id")
+		u.DistinctID = c.pseudo.Pseudonym(pseudonym.FieldDistinctID, u.DistinctID)
+		p.record(ReasonPseudonymized)
+	}
+	ops := u.Ops[:0]
+	for _, op := range u.Ops {
+		switch {
+		case op.Value.Kind == event.Object:
+			op.Value.Fields = p.props(op.Value.Fields, nil, false)
+		case op.Op == "$unset" && op.Value.Kind == event.Array:
+			items := op.Value.Items[:0]
+			for _, it := range op.Value.Items {
+				if it.Kind == event.String {
+					p.enter(it.Str)
+					if p.keyHasPII(it.Str, true) {
+						continue
+					}
+				}
+				items = append(items, it)
+			}
+			op.Value.Items = items
+		default:
+			p.enter(op.Op)
+			p.value(&op.Value, kindPlain, 0)
+		}
+		if p.dropEvent {
+			return false
+		}
+		ops = append(ops, op)
+	}
+	u.Ops = ops
+	return true
+}
