@@ -8,13 +8,13 @@ import (
 // Reasons the stage gives for a change. They are stable: `veil privacy
 // report` groups by them and operators alert on them.
 const (
-	ReasonPseudonymized       = "pseudonymized"              // an identity became its keyed pseudonym
-	ReasonPersonalField       = "dropped_personal_field"     // the property is on the policy's drop list
-	ReasonPIIInKey            = "dropped_pii_in_key"         // the property's name held personal data
-	ReasonNotScalarIdentifier = "dropped_identifier_object"  // an identifier held an object
-	ReasonUserAgent           = "user_agent_reduced"         // a raw user agent became family and version
-	ReasonBot                 = "dropped_bot"                // the event came from a bot and the policy drops bots
-	ReasonUndeclaredEvent     = "contract_undeclared_event"  // the contract does not declare the event
+	ReasonPseudonymized       = "pseudonymized"             // an identity became its keyed pseudonym
+	ReasonPersonalField       = "dropped_personal_field"    // the property is on the policy's drop list
+	ReasonPIIInKey            = "dropped_pii_in_key"        // the property's name held personal data
+	ReasonNotScalarIdentifier = "dropped_identifier_object" // an identifier held an object
+	ReasonUserAgent           = "user_agent_reduced"        // a raw user agent became family and version
+	ReasonBot                 = "dropped_bot"               // the event came from a bot and the policy drops bots
+	ReasonUndeclaredEvent     = "contract_undeclared_event" // the contract does not declare the event
 	ReasonUndeclaredProperty  = "contract_undeclared_property"
 	ReasonWrongType           = "contract_wrong_type"
 	ReasonGeo                 = "ip_geolocated_and_dropped" // an IP address became a location
