@@ -3,6 +3,8 @@ package privacy
 import (
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/veil-analytics/veil/internal/privacy/pii"
 	"github.com/veil-analytics/veil/internal/privacy/pseudonym"
@@ -26,9 +28,10 @@ type propRule struct {
 	field pseudonym.Field
 }
 
-// distinctIDAliases are identifier properties whose values are distinct
-// ids: they share the distinct_id pseudonym domain, so "$device_id" on one
-// event and the distinct_id of another stay joinable after pseudonymisation.
+// distinctIDAliases are properties whose values are distinct ids. They are
+// always pseudonymised, whatever the policy says, in the distinct_id
+// domain, so "$device_id" on one event and the distinct_id of another stay
+// joinable.
 var distinctIDAliases = map[string]bool{
 	"$device_id": true, "$user_id": true, "$anon_id": true, "$anon_distinct_id": true,
 	"$identified_id": true, "alias": true, "$distinct_ids": true,
@@ -45,6 +48,54 @@ type compiled struct {
 	events  map[string]map[string]string // contract: event → property → type; nil without contract
 	common  map[string]string
 	pseudo  *pseudonym.Pseudonymizer
+
+	// keys caches what the policy and the scanner say about property
+	// names, which repeat from event to event. Copy on write: readers
+	// never lock. Names holding personal data are never cached.
+	keys   atomic.Pointer[map[string]keyInfo]
+	keysMu sync.Mutex
+}
+
+// keyInfo is what is known about one property name.
+type keyInfo struct {
+	rule propRule
+	pii  bool // the name itself holds personal data
+}
+
+// maxCachedKeys bounds the name cache of one policy; names beyond it are
+// looked at on every event.
+const maxCachedKeys = 4096
+
+// key returns what the policy and sc say about a property name.
+func (c *compiled) key(sc *pii.Scanner, buf []pii.Match, name string) keyInfo {
+	if m := c.keys.Load(); m != nil {
+		if ki, ok := (*m)[name]; ok {
+			return ki
+		}
+	}
+	ki := keyInfo{rule: c.rule(name), pii: len(name) >= 3 && len(sc.AppendFind(buf[:0], name)) > 0}
+	if ki.pii || len(name) > 128 {
+		return ki
+	}
+	c.keysMu.Lock()
+	defer c.keysMu.Unlock()
+	old := c.keys.Load()
+	n := 0
+	if old != nil {
+		n = len(*old)
+	}
+	if n >= maxCachedKeys {
+		return ki
+	}
+	m := make(map[string]keyInfo, n+1)
+	if old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[strings.Clone(name)] = ki
+	c.keys.Store(&m)
+	return ki
 }
 
 func compile(p Policy, keys *pseudonym.Keyring, projectID int64) (*compiled, error) {
@@ -64,6 +115,10 @@ func compile(p Policy, keys *pseudonym.Keyring, projectID int64) (*compiled, err
 	// identifiers, then the drop list, then URL handling.
 	for _, g := range p.GroupKeys {
 		set([]string{g}, propRule{kind: kindGroup, field: pseudonym.GroupField(strings.TrimSpace(g))})
+	}
+	// Distinct-id properties are identities whatever the policy lists.
+	for n := range distinctIDAliases {
+		set([]string{n}, propRule{kind: kindIdentifier, field: pseudonym.FieldDistinctID})
 	}
 	for _, n := range p.Identifiers {
 		l := strings.ToLower(strings.TrimSpace(n))

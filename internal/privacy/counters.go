@@ -14,9 +14,14 @@ type ChangeCount struct {
 	Count    int64
 }
 
-type countKey struct {
-	project             int64
-	event, prop, reason string
+type eventKey struct {
+	project int64
+	event   string
+}
+
+type propReason struct {
+	prop   string
+	reason reasonID
 }
 
 // maxCountKeys bounds the counters between flushes: a client sending ever
@@ -26,29 +31,52 @@ const maxCountKeys = 20000
 
 const otherName = "(other)"
 
+// counters are keyed by event first, so an event's changes cost one hash
+// of its name and one short hash each.
 type counters struct {
 	mu sync.Mutex
-	m  map[countKey]int64
+	m  map[eventKey]map[propReason]int64
+	n  int
 }
 
-func (c *counters) init() { c.m = make(map[countKey]int64) }
+func (c *counters) init() { c.m = make(map[eventKey]map[propReason]int64) }
 
-func (c *counters) add(project int64, eventName string, changes []Change) {
+func (c *counters) add(project int64, eventName string, changes []change) {
+	c.addN(project, eventName, changes, 1)
+}
+
+func (c *counters) addN(project int64, eventName string, changes []change, count int64) {
 	if len(changes) == 0 {
 		return
 	}
 	c.mu.Lock()
-	for _, ch := range changes {
-		k := countKey{project, eventName, ch.Property, ch.Reason}
-		if _, ok := c.m[k]; !ok {
-			if len(c.m) >= maxCountKeys {
-				k.event, k.prop = otherName, otherName
-			} else {
-				// Keys outlive the request; do not pin its buffers.
-				k.event, k.prop = strings.Clone(k.event), strings.Clone(k.prop)
-			}
+	ek := eventKey{project, eventName}
+	pm := c.m[ek]
+	if pm == nil {
+		if c.n >= maxCountKeys {
+			ek.event = otherName
+			pm = c.m[ek]
+		} else {
+			ek.event = strings.Clone(ek.event) // keys outlive the request's buffers
 		}
-		c.m[k]++
+		if pm == nil {
+			pm = make(map[propReason]int64, len(changes))
+			c.m[ek] = pm
+		}
+	}
+	for _, ch := range changes {
+		k := propReason{ch.prop, ch.r}
+		if n, ok := pm[k]; ok {
+			pm[k] = n + count
+			continue
+		}
+		if c.n >= maxCountKeys {
+			k.prop = otherName
+		} else {
+			k.prop = strings.Clone(k.prop)
+			c.n++
+		}
+		pm[k] += count
 	}
 	c.mu.Unlock()
 }
@@ -56,19 +84,30 @@ func (c *counters) add(project int64, eventName string, changes []Change) {
 func (c *counters) drain() []ChangeCount {
 	c.mu.Lock()
 	m := c.m
-	c.m = make(map[countKey]int64, len(m))
+	c.m = make(map[eventKey]map[propReason]int64, len(m))
+	c.n = 0
 	c.mu.Unlock()
-	out := make([]ChangeCount, 0, len(m))
-	for k, n := range m {
-		out = append(out, ChangeCount{k.project, k.event, k.prop, k.reason, n})
+	var out []ChangeCount
+	for ek, pm := range m {
+		for k, n := range pm {
+			out = append(out, ChangeCount{ek.project, ek.event, k.prop, reasonNames[k.reason], n})
+		}
 	}
 	return out
 }
 
 func (c *counters) restore(counts []ChangeCount) {
-	c.mu.Lock()
 	for _, x := range counts {
-		c.m[countKey{x.Project, x.Event, x.Property, x.Reason}] += x.Count
+		c.addN(x.Project, x.Event, []change{{x.Property, reasonByName(x.Reason)}}, x.Count)
 	}
-	c.mu.Unlock()
+}
+
+// reasonByName returns the id of a reason name (restoring counters).
+func reasonByName(name string) reasonID {
+	for i, n := range reasonNames {
+		if n == name {
+			return reasonID(i)
+		}
+	}
+	return rTooDeep // unreachable: names come from reasonNames
 }

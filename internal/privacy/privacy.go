@@ -17,6 +17,7 @@ import (
 
 	"github.com/veil-analytics/veil/internal/event"
 	"github.com/veil-analytics/veil/internal/privacy/geo"
+	"github.com/veil-analytics/veil/internal/privacy/pseudonym"
 	"github.com/veil-analytics/veil/internal/privacy/useragent"
 )
 
@@ -36,6 +37,16 @@ type Request struct {
 	geoLoc        geo.Location
 	uaDone        bool
 	ua            useragent.Info
+	memo          [memoSize]memoEntry // recent pseudonyms: a batch repeats its user's ids
+	memoNext      int
+}
+
+const memoSize = 8
+
+type memoEntry struct {
+	c          *compiled
+	field      pseudonym.Field
+	value, out string
 }
 
 // Passthrough keeps every item unchanged. Tests of other layers use it.

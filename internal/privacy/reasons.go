@@ -21,23 +21,50 @@ const (
 	ReasonTooDeep             = "dropped_too_deep"          // nesting beyond what the stage inspects
 )
 
-// piiReasons[class][action] is "pii_<class>_<action>", built once so the
-// hot path does not concatenate.
-var piiReasons = func() (r [16]map[Action]string) {
+// reasonID is a reason as the hot path records it: a small number, so
+// counting an event's changes hashes property names only.
+type reasonID uint8
+
+// reasonNames[id] is the reason's stable name.
+var reasonNames []string
+
+func intern(name string) reasonID {
+	reasonNames = append(reasonNames, name)
+	return reasonID(len(reasonNames) - 1)
+}
+
+var (
+	rPseudonymized       = intern(ReasonPseudonymized)
+	rPersonalField       = intern(ReasonPersonalField)
+	rPIIInKey            = intern(ReasonPIIInKey)
+	rNotScalarIdentifier = intern(ReasonNotScalarIdentifier)
+	rUserAgent           = intern(ReasonUserAgent)
+	rBot                 = intern(ReasonBot)
+	rUndeclaredEvent     = intern(ReasonUndeclaredEvent)
+	rUndeclaredProperty  = intern(ReasonUndeclaredProperty)
+	rWrongType           = intern(ReasonWrongType)
+	rGeo                 = intern(ReasonGeo)
+	rTooDeep             = intern(ReasonTooDeep)
+)
+
+var actions = [...]Action{Redact, Pseudonymize, DropProperty, DropEvent}
+
+// piiReasons[class][action] is "pii_<class>_<action>".
+var piiReasons = func() (r [16]map[Action]reasonID) {
 	for _, c := range pii.Classes() {
-		r[c] = map[Action]string{}
-		for _, a := range []Action{Redact, Pseudonymize, DropProperty, DropEvent} {
-			r[c][a] = "pii_" + c.String() + "_" + string(a)
+		r[c] = map[Action]reasonID{}
+		for _, a := range actions {
+			r[c][a] = intern("pii_" + c.String() + "_" + string(a))
 		}
 	}
 	return r
 }()
 
 // urlReasons names each urlclean change bit as "url_<reason>".
-var urlReasons = func() (r [8]string) {
+var urlReasons = func() (r [8]reasonID) {
 	for i := range r {
 		if names := urlclean.Change(1 << i).Reasons(); len(names) == 1 {
-			r[i] = "url_" + names[0]
+			r[i] = intern("url_" + names[0])
 		}
 	}
 	return r

@@ -180,7 +180,7 @@ func (s *Stage) Link(ctx context.Context, l *event.IdentityLink) (bool, error) {
 	}
 	l.From = c.pseudo.Pseudonym(pseudonym.FieldDistinctID, l.From)
 	l.To = c.pseudo.Pseudonym(pseudonym.FieldDistinctID, l.To)
-	s.counts.add(l.Project, "$identity", []Change{{"from", ReasonPseudonymized}, {"to", ReasonPseudonymized}})
+	s.counts.add(l.Project, "$identity", []change{{"from", rPseudonymized}, {"to", rPseudonymized}})
 	return true, nil
 }
 
@@ -202,7 +202,10 @@ func (s *Stage) Explain(ctx context.Context, req *Request, e *event.Event) (bool
 	}
 	p := s.getProc(c, req, true)
 	keep := p.event(e)
-	changes := append([]Change(nil), p.changes...)
+	changes := make([]Change, len(p.changes))
+	for i, c := range p.changes {
+		changes[i] = Change{Property: c.prop, Reason: reasonNames[c.r]}
+	}
 	s.putProc(p)
 	return keep, changes, nil
 }

@@ -1,7 +1,9 @@
 package privacy
 
 import (
+	"bytes"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,11 +26,12 @@ type proc struct {
 	req     *Request
 	explain bool
 
-	changes   []Change
+	changes   []change
 	matches   []pii.Match
 	top       string // top-level property being processed (counting)
 	path      []byte // full path (Explain only)
 	dropEvent bool
+	key       string     // innermost property name, for version context
 	ip        netip.Addr // from an "ip" property, for geolocation
 	buf       []byte
 }
@@ -40,17 +43,24 @@ func (p *proc) reset() {
 	p.top, p.path = "", p.path[:0]
 	p.dropEvent = false
 	p.ip = netip.Addr{}
+	p.key = ""
 	if cap(p.changes) > 256 {
 		p.changes = nil
 	}
 }
 
-func (p *proc) record(reason string) {
+// change is a Change as recorded on the hot path.
+type change struct {
+	prop string
+	r    reasonID
+}
+
+func (p *proc) record(r reasonID) {
 	prop := p.top
 	if p.explain {
 		prop = string(p.path)
 	}
-	p.changes = append(p.changes, Change{Property: prop, Reason: reason})
+	p.changes = append(p.changes, change{prop, r})
 }
 
 // event applies the policy to e and reports whether to keep it.
@@ -67,14 +77,14 @@ func (p *proc) event(e *event.Event) bool {
 	if c.events != nil {
 		var ok bool
 		if declared, ok = c.events[e.Name]; !ok {
-			p.record(ReasonUndeclaredEvent)
+			p.record(rUndeclaredEvent)
 			return false
 		}
 	}
 	if e.DistinctID != "" {
 		p.enter("distinct_id")
-		e.DistinctID = c.pseudo.Pseudonym(pseudonym.FieldDistinctID, e.DistinctID)
-		p.record(ReasonPseudonymized)
+		e.DistinctID = p.pseudonym(pseudonym.FieldDistinctID, e.DistinctID)
+		p.record(rPseudonymized)
 	}
 	if e.InsertID != "" {
 		// Usually random; when a client builds it from personal data it
@@ -83,7 +93,7 @@ func (p *proc) event(e *event.Event) bool {
 		if len(p.matches) > 0 {
 			p.enter("$insert_id")
 			e.InsertID = c.pseudo.Pseudonym("insert_id", e.InsertID)
-			p.record(ReasonPseudonymized)
+			p.record(rPseudonymized)
 		}
 	}
 	e.Props = p.props(e.Props, declared, c.events != nil)
@@ -95,7 +105,7 @@ func (p *proc) event(e *event.Event) bool {
 		if info.Bot {
 			if c.policy.DropBots {
 				p.enter("$bot")
-				p.record(ReasonBot)
+				p.record(rBot)
 				return false
 			}
 			e.Props = setProp(e.Props, "$bot", event.BoolValue(true))
@@ -167,6 +177,25 @@ func (p *proc) geolocate(props []event.Field) []event.Field {
 	return props
 }
 
+// pseudonym returns the pseudonym of value in field, remembering the last
+// few per request: the events of one batch carry the same ids.
+func (p *proc) pseudonym(field pseudonym.Field, value string) string {
+	r := p.req
+	if r == nil {
+		return p.c.pseudo.Pseudonym(field, value)
+	}
+	for i := range r.memo {
+		m := &r.memo[i]
+		if m.c == p.c && m.value == value && m.field == field {
+			return m.out
+		}
+	}
+	out := p.c.pseudo.Pseudonym(field, value)
+	r.memo[r.memoNext] = memoEntry{c: p.c, field: field, value: value, out: out}
+	r.memoNext = (r.memoNext + 1) % memoSize
+	return out
+}
+
 // enter sets the property being processed at the top level.
 func (p *proc) enter(name string) {
 	p.top = name
@@ -183,29 +212,32 @@ func (p *proc) props(fields []event.Field, declared map[string]string, enforce b
 	for i := range fields {
 		f := fields[i]
 		p.enter(f.Key)
-		if p.keyHasPII(f.Key, true) {
+		p.key = f.Key
+		ki := c.key(p.s.scanner, p.matches, f.Key)
+		if ki.pii {
+			p.keyHasPII(f.Key, true)
 			continue
 		}
-		r := c.rule(f.Key)
+		r := ki.rule
 		if r.kind == kindDrop {
 			if f.Value.Kind == event.String && (equalFoldASCII(f.Key, "ip") || equalFoldASCII(f.Key, "$ip")) {
 				if a, err := netip.ParseAddr(strings.TrimSpace(f.Value.Str)); err == nil {
 					p.ip = a.Unmap()
-					p.record(ReasonGeo)
+					p.record(rGeo)
 					continue
 				}
 			}
-			p.record(ReasonPersonalField)
+			p.record(rPersonalField)
 			continue
 		}
 		if enforce && f.Value.Kind != event.Null {
 			typ, ok := c.contractType(declared, f.Key)
 			if !ok {
-				p.record(ReasonUndeclaredProperty)
+				p.record(rUndeclaredProperty)
 				continue
 			}
 			if typ != "any" && typ != f.Value.Kind.String() {
-				p.record(ReasonWrongType)
+				p.record(rWrongType)
 				continue
 			}
 		}
@@ -257,7 +289,7 @@ func (p *proc) keyHasPII(key string, top bool) bool {
 			return true
 		}
 	}
-	p.record(ReasonPIIInKey)
+	p.record(rPIIInKey)
 	return true
 }
 
@@ -270,13 +302,13 @@ func (p *proc) identity(v *event.Value, field pseudonym.Field, depth int) bool {
 		if v.Str == "" {
 			return true
 		}
-		v.Str = p.c.pseudo.Pseudonym(field, v.Str)
+		v.Str = p.pseudonym(field, v.Str)
 	case event.Number:
 		p.buf = event.AppendNumber(p.buf[:0], v.Num)
-		*v = event.StringValue(p.c.pseudo.Pseudonym(field, string(p.buf)))
+		*v = event.StringValue(p.pseudonym(field, string(p.buf)))
 	case event.Array:
 		if depth >= maxDepth {
-			p.record(ReasonTooDeep)
+			p.record(rTooDeep)
 			return false
 		}
 		for i := range v.Items {
@@ -286,12 +318,12 @@ func (p *proc) identity(v *event.Value, field pseudonym.Field, depth int) bool {
 		}
 		return true
 	case event.Object:
-		p.record(ReasonNotScalarIdentifier)
+		p.record(rNotScalarIdentifier)
 		return false
 	default:
 		return true
 	}
-	p.record(ReasonPseudonymized)
+	p.record(rPseudonymized)
 	return true
 }
 
@@ -305,7 +337,7 @@ func (p *proc) value(v *event.Value, kind propKind, depth int) bool {
 		return p.number(v)
 	case event.Array:
 		if depth >= maxDepth {
-			p.record(ReasonTooDeep)
+			p.record(rTooDeep)
 			return false
 		}
 		items := v.Items[:0]
@@ -325,7 +357,7 @@ func (p *proc) value(v *event.Value, kind propKind, depth int) bool {
 		v.Items = items
 	case event.Object:
 		if depth >= maxDepth {
-			p.record(ReasonTooDeep)
+			p.record(rTooDeep)
 			return false
 		}
 		fields := v.Fields[:0]
@@ -335,12 +367,16 @@ func (p *proc) value(v *event.Value, kind propKind, depth int) bool {
 			if p.explain {
 				p.path = append(append(p.path[:n], '.'), f.Key...)
 			}
-			if p.keyHasPII(f.Key, false) {
+			if p.c.key(p.s.scanner, p.matches, f.Key).pii {
+				p.keyHasPII(f.Key, false)
 				continue
 			}
+			outer := p.key
+			p.key = f.Key
 			if p.value(&f.Value, kindPlain, depth+1) {
 				fields = append(fields, f)
 			}
+			p.key = outer
 			if p.dropEvent {
 				break
 			}
@@ -370,9 +406,12 @@ func (p *proc) str(v *event.Value, kind propKind) bool {
 			s += " " + info.BrowserMajor
 		}
 		s += " (" + info.OS + ", " + info.Device + ")"
-		p.record(ReasonUserAgent)
+		p.record(rUserAgent)
 	}
 	m := p.s.scanner.AppendFind(p.matches[:0], s)
+	if hasIPv4(m) && (namesVersion(p.key) || namesVersion(p.top)) {
+		m = slices.DeleteFunc(m, func(x pii.Match) bool { return x.Class == pii.IPv4 })
+	}
 	p.matches = m
 	if len(m) == 0 {
 		v.Str = s
@@ -454,6 +493,37 @@ func piiField(c pii.Class) pseudonym.Field {
 	return pseudonym.Field("pii:" + c.String())
 }
 
+// namesVersion reports whether a property name says its value is a
+// version ("app_version", "$os_version", "build"), where "1.2.3.4" is not
+// an IP address.
+func namesVersion(key string) bool {
+	if len(key) > 64 {
+		return false
+	}
+	var buf [64]byte
+	b := buf[:len(key)]
+	for i := 0; i < len(key); i++ {
+		b[i] = lower(key[i])
+	}
+	return bytes.Contains(b, []byte("version")) || bytes.HasSuffix(b, []byte("build")) || bytes.HasSuffix(b, []byte("release"))
+}
+
+func hasIPv4(m []pii.Match) bool {
+	for _, x := range m {
+		if x.Class == pii.IPv4 {
+			return true
+		}
+	}
+	return false
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
 // looksLikeUserAgent reports whether s is a raw browser user agent.
 func looksLikeUserAgent(s string) bool {
 	return len(s) > 20 && strings.HasPrefix(s, "Mozilla/") && strings.Contains(s, "(")
@@ -492,11 +562,11 @@ func (p *proc) profile(u *event.ProfileUpdate) bool {
 		}
 		p.enter("$group_id")
 		u.GroupID = c.pseudo.Pseudonym(pseudonym.GroupField(u.GroupKey), u.GroupID)
-		p.record(ReasonPseudonymized)
+		p.record(rPseudonymized)
 	} else if u.DistinctID != "" {
 		p.enter("distinct_id")
-		u.DistinctID = c.pseudo.Pseudonym(pseudonym.FieldDistinctID, u.DistinctID)
-		p.record(ReasonPseudonymized)
+		u.DistinctID = p.pseudonym(pseudonym.FieldDistinctID, u.DistinctID)
+		p.record(rPseudonymized)
 	}
 	ops := u.Ops[:0]
 	for _, op := range u.Ops {
