@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -69,10 +70,66 @@ func (fs *flagSet) parse(args []string) error {
 	return errors.Join(errs...)
 }
 
+// parseWithArgs is parse for commands that take arguments: flags may come
+// before, between and after them, and everything after "--" is an argument.
+func (fs *flagSet) parseWithArgs(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	if err := fs.parse(nil); err != nil {
+		return nil, err
+	}
+	return pos, nil
+}
+
 // requireData checks the --data flag.
 func requireData(dir string) error {
 	if dir == "" {
 		return errors.New("--data is required (or VEIL_DATA): the data directory")
 	}
 	return nil
+}
+
+// subcommand is one verb of a command with verbs ("policy show").
+type subcommand struct {
+	name string
+	run  func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// runSubcommand dispatches args[0] to its subcommand, printing usage for
+// help or a missing verb.
+func runSubcommand(ctx context.Context, args []string, usage string, subs []subcommand, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	var names []string
+	for _, s := range subs {
+		if s.name == args[0] {
+			return s.run(ctx, args[1:], stdout, stderr)
+		}
+		names = append(names, s.name)
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return flag.ErrHelp
+	}
+	return fmt.Errorf("unknown subcommand %q: use %s", args[0], strings.Join(names, ", "))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -62,6 +63,31 @@ func openStage(k keyFlags, dataDir string, db *meta.DB, logger *slog.Logger) (*p
 	if err != nil {
 		return nil, nil, err
 	}
+	return openStageWithKeys(keys, k, db, logger)
+}
+
+// existingKeyUsage is the --master-key-file help of offline commands.
+const existingKeyUsage = "file holding the master key veil serve derives pseudonyms from; it must exist (never created here)"
+
+// openExistingKeys is openKeys for offline commands: a missing key file
+// is an error, never a new key, since pseudonyms of a new key match
+// nothing the server stored.
+func openExistingKeys(k keyFlags, dataDir string) (*pseudonym.Keyring, error) {
+	if k.masterKeyFile == "" {
+		return nil, errors.New("--master-key-file is required (no user configuration directory to default to)")
+	}
+	if _, err := os.Stat(k.masterKeyFile); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no master key at %s: point --master-key-file (or VEIL_MASTER_KEY_FILE) at the key veil serve uses; this command never creates one", k.masterKeyFile)
+		}
+		return nil, fmt.Errorf("master key file %s: %w", k.masterKeyFile, err)
+	}
+	return openKeys(k, dataDir, nil)
+}
+
+// openStageWithKeys is openStage with the key ring already loaded.
+func openStageWithKeys(keys *pseudonym.Keyring, k keyFlags, db *meta.DB, logger *slog.Logger) (*privacy.Stage, func() error, error) {
+	var err error
 	var gdb *geo.DB
 	closer := func() error { return nil }
 	if k.geoip != "" {

@@ -194,3 +194,34 @@ func (c *compiled) contractType(props map[string]string, prop string) (string, b
 	t, ok := c.common[prop]
 	return t, ok
 }
+
+// IdentityField returns the pseudonym domain in which the stage stores the
+// values of a property under p, and false when the property is not an
+// identity. A group key wins, then the distinct-id properties, then the
+// policy's identifiers, as in the stage.
+func (p *Policy) IdentityField(property string) (pseudonym.Field, bool) {
+	l := strings.ToLower(strings.TrimSpace(property))
+	for _, g := range p.GroupKeys {
+		if strings.ToLower(strings.TrimSpace(g)) == l {
+			return pseudonym.GroupField(strings.TrimSpace(g)), true
+		}
+	}
+	if distinctIDAliases[l] {
+		return pseudonym.FieldDistinctID, true
+	}
+	for _, n := range p.Identifiers {
+		if strings.ToLower(strings.TrimSpace(n)) == l {
+			return pseudonym.PropertyField(l), true
+		}
+	}
+	return "", false
+}
+
+// PIIField is the pseudonym domain of a value the PII scan pseudonymises:
+// e-mail addresses share the e-mail field wherever they were found.
+func PIIField(c pii.Class) pseudonym.Field {
+	if c == pii.Email {
+		return pseudonym.FieldEmail
+	}
+	return pseudonym.Field("pii:" + c.String())
+}

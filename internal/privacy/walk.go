@@ -443,7 +443,7 @@ func (p *proc) str(v *event.Value, kind propKind) bool {
 		b.WriteString(s[last:x.Start])
 		a := p.c.actions[x.Class]
 		if a == Pseudonymize {
-			b.WriteString(p.c.pseudo.Pseudonym(piiField(x.Class), s[x.Start:x.End]))
+			b.WriteString(p.c.pseudo.Pseudonym(PIIField(x.Class), s[x.Start:x.End]))
 		} else {
 			b.WriteString(x.Class.Placeholder())
 		}
@@ -482,15 +482,6 @@ func (p *proc) urlChanges(ch urlclean.Change) {
 		}
 		ch >>= 1
 	}
-}
-
-// piiField is the pseudonym domain of a detected value: e-mail addresses
-// share the e-mail field wherever they were found.
-func piiField(c pii.Class) pseudonym.Field {
-	if c == pii.Email {
-		return pseudonym.FieldEmail
-	}
-	return pseudonym.Field("pii:" + c.String())
 }
 
 // namesVersion reports whether a property name says its value is a

@@ -1,0 +1,58 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/veil-analytics/veil/internal/event"
+	"github.com/veil-analytics/veil/internal/wire"
+)
+
+// DecodeEvent decodes one Mixpanel event object ({"event": ...,
+// "properties": {...}}) into an event of projectID with the collector's own
+// code, as /import does without ?strict=1: distinct_id (or $user_id, else
+// "$device:"+$device_id), time (seconds or milliseconds; now when missing)
+// and $insert_id are lifted out of the properties, token is ignored and
+// Mixpanel's limits apply. Unlike /import it adds no "$import" property.
+// The error says why the collector would refuse the event. It is for
+// offline tools (veil privacy explain); the collector does not call it.
+func DecodeEvent(projectID int64, raw []byte, now time.Time) (event.Event, error) {
+	if b := bytes.TrimLeft(raw, " \t\r\n"); len(b) == 0 || b[0] != '{' {
+		return event.Event{}, errors.New("not a JSON object: want one event object {\"event\": ..., \"properties\": {...}}")
+	}
+	var cfg Config
+	cfg.setDefaults()
+	items, err := wire.ParseItems(raw, wire.ParseOptions{
+		MaxMembers: maxContainerMembers,
+		MaxValues:  cfg.MaxBatch * maxValuesPerRecord,
+	})
+	if err != nil {
+		return event.Event{}, err
+	}
+	in := &intake{c: &Collector{cfg: cfg}, ep: epImport, now: now, importProject: projectID}
+	e, ok, rerr := in.event(context.Background(), 0, items[0])
+	switch {
+	case rerr != nil: // only project lookups fail this way, and /import does none
+		return event.Event{}, rerr
+	case ok:
+		if n := len(e.Props); n > 0 && e.Props[n-1].Key == "$import" {
+			e.Props = e.Props[:n-1]
+		}
+		return e, nil
+	case len(in.failures) > 0:
+		return event.Event{}, errors.New(in.failures[0].Message)
+	case in.ignored > 0:
+		return event.Event{}, errors.New("properties.$ignore is set: the collector ignores the event")
+	}
+	return event.Event{}, errors.New("event refused")
+}
+
+// TruncateEvent cuts e's name and string values to Mixpanel's 255
+// characters, as the collector does after the privacy stage before storing.
+func TruncateEvent(e *event.Event) {
+	b := event.Batch{Events: []event.Event{*e}}
+	truncateBatch(&b)
+	*e = b.Events[0]
+}
