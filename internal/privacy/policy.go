@@ -119,7 +119,7 @@ func DefaultPolicy() Policy {
 		},
 		Classes:            classes,
 		Geo:                GeoCountry,
-		URLProperties:      []string{"$current_url", "current_url_search", "url", "$url", "href"},
+		URLProperties:      []string{"$current_url", "current_url_search", "current_url_path", "url", "$url", "href"},
 		ReferrerProperties: []string{"$referrer", "$initial_referrer", "referrer", "mp_keyword"},
 		AllowParams:        []string{"utm_*", "ref", "source"},
 	}

@@ -68,11 +68,15 @@ type browserSession struct {
 	ctx context.Context
 	api string
 
-	mu      sync.Mutex
-	sent    []sentItem
-	formats map[string]int // payload format (base64, json) -> requests
-	log     []string       // console and page errors
-	pageErr []string
+	mu       sync.Mutex
+	sent     []sentItem
+	formats  map[string]int // payload format (base64, json) -> requests
+	log      []string       // console and page errors
+	pageErr  []string
+	rawSent  []capturedBody               // what the page POSTed to Veil: URL and body
+	requests map[network.RequestID]string // requests to Veil: "METHOD URL"
+	headers  map[network.RequestID]string // their response headers, as text
+	finished []network.RequestID          // those whose response has fully arrived
 }
 
 func newBrowserSession(t *testing.T, chrome, api string) *browserSession {
@@ -144,8 +148,36 @@ func (b *browserSession) onEvent(ev any) {
 		b.mu.Lock()
 		b.pageErr = append(b.pageErr, msg)
 		b.mu.Unlock()
+	case *network.EventResponseReceived:
+		b.mu.Lock()
+		if _, ok := b.requests[e.RequestID]; ok && e.Response != nil {
+			if b.headers == nil {
+				b.headers = map[network.RequestID]string{}
+			}
+			var h strings.Builder
+			for k, v := range e.Response.Headers {
+				fmt.Fprintf(&h, "%s: %v\n", k, v)
+			}
+			b.headers[e.RequestID] = h.String()
+		}
+		b.mu.Unlock()
+	case *network.EventLoadingFinished:
+		b.mu.Lock()
+		if _, ok := b.requests[e.RequestID]; ok {
+			b.finished = append(b.finished, e.RequestID)
+		}
+		b.mu.Unlock()
 	case *network.EventRequestWillBeSent:
-		if !strings.HasPrefix(e.Request.URL, b.api+"/") || e.Request.Method != http.MethodPost {
+		if !strings.HasPrefix(e.Request.URL, b.api+"/") {
+			return
+		}
+		b.mu.Lock()
+		if b.requests == nil {
+			b.requests = map[network.RequestID]string{}
+		}
+		b.requests[e.RequestID] = e.Request.Method + " " + e.Request.URL
+		b.mu.Unlock()
+		if e.Request.Method != http.MethodPost {
 			return
 		}
 		u, err := url.Parse(e.Request.URL)
@@ -162,6 +194,9 @@ func (b *browserSession) onEvent(ev any) {
 			body.Write(raw)
 		}
 		endpoint := strings.Trim(u.Path, "/")
+		b.mu.Lock()
+		b.rawSent = append(b.rawSent, capturedBody{source: "browser request POST " + e.Request.URL, body: append([]byte(e.Request.URL+"\n"), body.Bytes()...)})
+		b.mu.Unlock()
 		items, format, err := decodeSDKPayload(body.Bytes())
 		b.logf("sent %s %s (%d bytes, %s, %d items, type %s)", e.Request.Method, e.Request.URL, body.Len(), format, len(items), e.Type)
 		b.mu.Lock()
@@ -231,6 +266,59 @@ func (b *browserSession) sentEvents() (byInsertID map[string]int, names map[stri
 		names[id], _ = s.item["event"].(string)
 	}
 	return byInsertID, names
+}
+
+// capturedBody is one HTTP response a client received: its headers and body.
+type capturedBody struct {
+	source string // what was requested, e.g. "browser POST http://.../track/"
+	body   []byte
+}
+
+// responseBodies fetches from Chromium the headers and body of every answer
+// Veil gave the page. It fails the test if that of a POST cannot be had.
+func (b *browserSession) responseBodies() []capturedBody {
+	b.t.Helper()
+	b.mu.Lock()
+	ids := append([]network.RequestID(nil), b.finished...)
+	headers := make(map[network.RequestID]string, len(b.headers))
+	for id, h := range b.headers {
+		headers[id] = h
+	}
+	reqs := make(map[network.RequestID]string, len(b.requests))
+	posts := 0
+	for id, r := range b.requests {
+		reqs[id] = r
+		if strings.HasPrefix(r, http.MethodPost+" ") {
+			posts++
+		}
+	}
+	b.mu.Unlock()
+	var out []capturedBody
+	got := 0
+	for _, id := range ids {
+		var body []byte
+		err := chromedp.Run(b.ctx, chromedp.ActionFunc(func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			var err error
+			body, err = network.GetResponseBody(id).Do(ctx)
+			return err
+		}))
+		isPost := strings.HasPrefix(reqs[id], http.MethodPost+" ")
+		switch {
+		case err == nil:
+			out = append(out, capturedBody{source: "browser " + reqs[id], body: append([]byte(headers[id]+"\n"), body...)})
+			if isPost {
+				got++
+			}
+		case isPost:
+			b.t.Errorf("response body of %s: %v", reqs[id], err)
+		}
+	}
+	if got != posts {
+		b.t.Errorf("fetched the response bodies of %d of the %d POSTs the page sent to Veil", got, posts)
+	}
+	return out
 }
 
 func (b *browserSession) run(what string, actions ...chromedp.Action) {
@@ -363,30 +451,41 @@ func runBrowserCase(t *testing.T, chrome, pagesURL, mode string, flushMS int) {
 			t.Logf("the SDK sent %s %d times", names[id], n)
 		}
 	}
-	// Exactly these records. Every event carries the SDK's properties.
-	sdkProps := func(distinctID string, props map[string]any) map[string]any {
+	// Exactly these records, as the privacy stage stores them: identities
+	// are pseudonyms, the page URL loses its query (and the IP address of
+	// its host, as any string does), $email and the group's name are
+	// dropped, and HeadlessChrome is a bot: its events are flagged.
+	id := s.DistinctID
+	user := id("user-42")
+	pagesBase := strings.Replace(pagesURL, "//127.0.0.1:", "//[ipv4]:", 1)
+	if pagesBase == pagesURL {
+		t.Fatalf("the page server is not on 127.0.0.1: %s", pagesURL)
+	}
+	// Every event carries the SDK's properties.
+	sdkProps := func(rawDistinctID string, props map[string]any) map[string]any {
 		base := map[string]any{
 			"time":                      w.within(), // the browser's clock: float seconds, stored as ms
 			"$veil_received_ms":         w.within(),
-			"distinct_id":               distinctID,
-			"$insert_id":                matchRE(`^[0-9a-z]{1,36}$`),
+			"distinct_id":               id(rawDistinctID),
+			"$insert_id":                matchRE(`^[0-9a-z]{1,36}$`), // random: kept as sent
 			"mp_lib":                    "web",
 			"$lib_version":              "2.83.0",
 			"$browser":                  "Chrome",
 			"$browser_version":          anyNumber,
 			"$os":                       matchRE(`.`),
-			"$current_url":              mainPage,
+			"$current_url":              pagesBase + "/browser.html",
 			"$screen_height":            anyNumber,
 			"$screen_width":             anyNumber,
-			"$device_id":                anon.DeviceID,
+			"$device_id":                id(anon.DeviceID),
 			"$initial_referrer":         "$direct",
 			"$initial_referring_domain": "$direct",
+			"$bot":                      true,
 		}
 		if batched {
 			base["mp_sent_by_lib_version"] = "2.83.0"
 		}
-		if distinctID == "user-42" {
-			base["$user_id"] = "user-42"
+		if rawDistinctID == "user-42" {
+			base["$user_id"] = user
 		}
 		for k, v := range props {
 			base[k] = v
@@ -396,16 +495,16 @@ func runBrowserCase(t *testing.T, chrome, pagesURL, mode string, flushMS int) {
 	ev := func(name string, props map[string]any) map[string]any {
 		return map[string]any{"event": name, "properties": props}
 	}
-	q, _ := url.Parse(mainPage)
 	wantEvents := []map[string]any{
 		ev("$mp_web_page_view", sdkProps(anon.DistinctID, map[string]any{
-			"$mp_autocapture": true, "current_domain": "127.0.0.1", "current_page_title": "veil e2e: mixpanel-browser",
-			"current_url_path": "/browser.html", "current_url_protocol": "http:", "current_url_search": "?" + q.RawQuery,
+			"$mp_autocapture": true, "current_domain": "[ipv4]", "current_page_title": "veil e2e: mixpanel-browser",
+			"current_url_path": "/browser.html", "current_url_protocol": "http:", "current_url_search": "",
 		})),
 		ev("signup_started", sdkProps(anon.DistinctID, map[string]any{
 			"plan": "free", "emoji": "lift-off 🚀", "ratio": 1.5, "tags": []string{"a", "b"}, "nested": map[string]any{"k": "v"},
 		})),
-		ev("$identify", sdkProps("user-42", map[string]any{"$anon_distinct_id": anon.DistinctID})),
+		ev("$identify", sdkProps("user-42", map[string]any{"$anon_distinct_id": id(anon.DistinctID)})),
+		// The default policy names no group keys: "company" is a plain property.
 		ev("checkout", sdkProps("user-42", map[string]any{"amount": 9.99, "currency": "EUR", "company": []string{"acme-inc"}})),
 	}
 	if mode == "beacon" {
@@ -418,13 +517,13 @@ func runBrowserCase(t *testing.T, chrome, pagesURL, mode string, flushMS int) {
 		return props
 	}
 	person := func(op string, v any) map[string]any {
-		return map[string]any{"kind": "profile", "$distinct_id": "user-42", "$time": w.within(), op: v}
+		return map[string]any{"kind": "profile", "$distinct_id": user, "$time": w.within(), op: v}
 	}
 	matchRecords(t, "profiles", profiles, []map[string]any{
 		person("$set_once", map[string]any{"$initial_referrer": "$direct", "$initial_referring_domain": "$direct"}),
-		person("$set", browserSet(map[string]any{"$email": "alice@example.com", "motto": "to the moon 🚀"})),
+		person("$set", browserSet(map[string]any{"motto": "to the moon 🚀"})), // $email dropped
 		person("$set", browserSet(map[string]any{"company": []string{"acme-inc"}})),
-		{"kind": "profile", "$group_key": "company", "$group_id": "acme-inc", "$time": w.within(), "$set": map[string]any{"name": "Acme 🚀", "employees": 50}},
+		{"kind": "profile", "$group_key": "company", "$group_id": s.GroupID("company", "acme-inc"), "$time": w.within(), "$set": map[string]any{"employees": 50}},
 	})
 
 	// Links: identify binds the device to the user twice over ($identify,
@@ -440,7 +539,7 @@ func runBrowserCase(t *testing.T, chrome, pagesURL, mode string, flushMS int) {
 		}
 	}
 	link := func(source string) map[string]any {
-		return map[string]any{"kind": "identity", "from": anon.DistinctID, "to": "user-42", "source": source, "time": w.within()}
+		return map[string]any{"kind": "identity", "from": id(anon.DistinctID), "to": user, "source": source, "time": w.within()}
 	}
 	matchRecords(t, "identity links (distinct)", uniq, []map[string]any{link("$device_id"), link("$identify")})
 

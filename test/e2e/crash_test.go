@@ -247,7 +247,7 @@ func TestCrashNoAcknowledgedEventLost(t *testing.T) {
 			if !b.acked {
 				storedUnacked++
 			}
-			if diff := checkStoredEvent(stored[e.InsertID], e); diff != "" {
+			if diff := checkStoredEvent(s, stored[e.InsertID], e); diff != "" {
 				report("event %s is stored wrong: %s", e.InsertID, diff)
 			}
 			if rms, ok := stored[e.InsertID].Props()["$veil_received_ms"].(float64); ok && b.retried && int64(rms) <= b.failedAt.UnixMilli() {

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/veil-analytics/veil/internal/privacy/pseudonym"
 )
 
 // veilBin is the binary under test, built once by TestMain.
@@ -30,6 +32,16 @@ var veilBin string
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "veil-e2e-bin-")
 	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// Every veil command the tests run that needs the master key is given
+	// --master-key-file in a test's own temporary directory. Should one be
+	// missed, veil's default (the user configuration directory) must not be
+	// the developer's: point it at a guard directory, and fail the run if a
+	// key appears there.
+	guard := filepath.Join(dir, "config-guard")
+	if err := os.Setenv("XDG_CONFIG_HOME", guard); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -45,6 +57,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if _, err := os.Stat(filepath.Join(guard, "veil", "master.key")); err == nil {
+		fmt.Fprintln(os.Stderr, "FAIL: a veil command ran without --master-key-file and created a master key in the default location")
+		code = 1
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -96,6 +112,7 @@ func veil(t *testing.T, args ...string) []byte {
 type Server struct {
 	t       *testing.T
 	Data    string
+	KeyFile string // --master-key-file: in its own temporary directory, outside Data
 	Addr    string
 	ID      int64
 	Token   string
@@ -105,6 +122,9 @@ type Server struct {
 	cmd     *exec.Cmd
 	waitErr chan error
 	log     *syncBuffer
+
+	pseudoOnce sync.Once
+	pseudo     *pseudonym.Pseudonymizer
 }
 
 type syncBuffer struct {
@@ -127,7 +147,7 @@ func (s *syncBuffer) String() string {
 // NewServer creates a data directory with one project and starts veil serve.
 func NewServer(t *testing.T, extraArgs ...string) *Server {
 	t.Helper()
-	s := &Server{t: t, Data: t.TempDir(), Args: extraArgs}
+	s := &Server{t: t, Data: t.TempDir(), KeyFile: filepath.Join(t.TempDir(), "master.key"), Args: extraArgs}
 	var p struct {
 		ID     int64  `json:"id"`
 		Token  string `json:"token"`
@@ -148,7 +168,7 @@ func (s *Server) Start() {
 	if s.Addr == "" {
 		s.Addr = freeAddr(s.t)
 	}
-	args := append([]string{"serve", "--data", s.Data, "--addr", s.Addr, "--rate-limit", "0"}, s.Args...)
+	args := append([]string{"serve", "--data", s.Data, "--addr", s.Addr, "--rate-limit", "0", "--master-key-file", s.KeyFile}, s.Args...)
 	if s.TLS {
 		cert, key := selfSignedCert(s.t, filepath.Join(s.Data, "tls"))
 		args = append(args, "--tls-cert", cert, "--tls-key", key)
@@ -228,6 +248,40 @@ func (s *Server) Stop() error {
 	return err
 }
 
+// Pseudonyms is the project's pseudonymizer under the key the server
+// created in KeyFile, for the default policy's key epoch (0): what the
+// privacy stage stores in place of an identity.
+func (s *Server) Pseudonyms() *pseudonym.Pseudonymizer {
+	s.t.Helper()
+	s.pseudoOnce.Do(func() {
+		key, created, err := pseudonym.LoadOrCreateMasterKey(s.KeyFile, s.Data)
+		if err != nil {
+			s.t.Fatalf("master key: %v", err)
+		}
+		if created {
+			s.t.Fatalf("the server did not create its master key %s", s.KeyFile)
+		}
+		s.pseudo = pseudonym.NewKeyring(key).Project(s.ID, 0)
+	})
+	if s.pseudo == nil {
+		s.t.Fatalf("no pseudonymizer (loading the master key failed before)")
+	}
+	return s.pseudo
+}
+
+// DistinctID is what the server stores for the distinct id raw: its
+// pseudonym. $device_id, $user_id, alias and the like share the domain.
+func (s *Server) DistinctID(raw string) string {
+	s.t.Helper()
+	return s.Pseudonyms().Pseudonym(pseudonym.FieldDistinctID, raw)
+}
+
+// GroupID is what the server stores for the id of a group of group key key.
+func (s *Server) GroupID(key, raw string) string {
+	s.t.Helper()
+	return s.Pseudonyms().Pseudonym(pseudonym.GroupField(key), raw)
+}
+
 // Log is what the server printed.
 func (s *Server) Log() string { return s.log.String() }
 
@@ -244,16 +298,24 @@ func (r Record) Props() map[string]any {
 // event, profile, identity or all.
 func (s *Server) Records(kind string) []Record {
 	s.t.Helper()
-	out := veil(s.t, "events", "--data", s.Data, "--project", fmt.Sprint(s.ID), "--kind", kind, "--json")
+	return parseRecords(s.t, veil(s.t, "events", "--data", s.Data, "--project", fmt.Sprint(s.ID), "--kind", kind, "--json"))
+}
+
+// parseRecords reads what "veil events" printed: one JSON object a line.
+func parseRecords(t *testing.T, out []byte) []Record {
+	t.Helper()
 	var recs []Record
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
 		var r Record
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			s.t.Fatalf("veil events printed a bad line %q: %v", sc.Text(), err)
+			t.Fatalf("veil events printed a bad line %q: %v", sc.Text(), err)
 		}
 		recs = append(recs, r)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("read what veil events printed: %v", err)
 	}
 	return recs
 }

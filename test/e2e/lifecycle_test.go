@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -243,7 +245,7 @@ func TestSIGTERMDrainsInFlight(t *testing.T) {
 					}
 					continue
 				}
-				if diff := checkStoredEvent(stored[e.InsertID], e); diff != "" {
+				if diff := checkStoredEvent(s, stored[e.InsertID], e); diff != "" {
 					t.Errorf("%s: event %s stored wrong: %s", when, e.InsertID, diff)
 				}
 			}
@@ -446,6 +448,13 @@ func TestHealthzAndMetrics(t *testing.T) {
 	if len(recs) != 11 {
 		t.Errorf("%d events stored; want 11 (7 + 3 + 1)", len(recs))
 	}
+	// The privacy stage dropped "email" and redacted the address in "note".
+	for _, r := range recs {
+		if txt := jsonText(r); strings.Contains(txt, "canary-7f3a") || r.Props()["note"] != "contact [email]" {
+			t.Errorf("stored event keeps the e-mail address sent: %s", txt)
+			break
+		}
+	}
 	if err := s.Stop(); err != nil {
 		t.Errorf("stop: %v", err)
 	}
@@ -459,9 +468,10 @@ func TestHealthzAndMetrics(t *testing.T) {
 // TestDemo runs "veil demo --exit" twice on one data directory.
 func TestDemo(t *testing.T) {
 	data := t.TempDir()
+	keyFile := filepath.Join(t.TempDir(), "master.key")
 	urlRE := regexp.MustCompile(`Veil demo is running at (http://127\.0\.0\.1:(\d+))`)
 	for run := 1; run <= 2; run++ {
-		r := runCLI(t, 3*time.Minute, nil, "demo", "--data", data, "--addr", "127.0.0.1:0", "--exit", "--events", "500")
+		r := runCLI(t, 3*time.Minute, nil, "demo", "--data", data, "--addr", "127.0.0.1:0", "--exit", "--events", "500", "--master-key-file", keyFile)
 		if r.code != 0 {
 			t.Fatalf("run %d: veil demo exited %d\nstdout:\n%s\nstderr:\n%s", run, r.code, r.stdout, r.stderr)
 		}
@@ -540,7 +550,8 @@ func TestCLI(t *testing.T) {
 
 	// Each command's help lists every flag with its variable.
 	serveFlags := []string{"data", "addr", "tls-cert", "tls-key", "max-body-bytes", "rate-limit", "rate-burst",
-		"redirect-hosts", "trusted-proxies", "dedup-window", "dedup-max-keys", "shutdown-timeout", "log-level", "log-format"}
+		"redirect-hosts", "trusted-proxies", "dedup-window", "dedup-max-keys", "shutdown-timeout", "log-level", "log-format",
+		"master-key-file", "geoip"}
 	helpFlag := regexp.MustCompile(`(?m)^\s*--([a-z0-9-]+)(.*)$`)
 	helpVar := regexp.MustCompile(`\[(VEIL_[A-Z0-9_]+)\]`)
 	for _, c := range []struct {
@@ -584,10 +595,13 @@ func TestCLI(t *testing.T) {
 
 	// Missing required flags: a clear message and a non-zero exit.
 	data := t.TempDir()
+	keyFile := filepath.Join(t.TempDir(), "master.key")
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
+		// The master key must not live in the data directory.
+		{[]string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--master-key-file", filepath.Join(data, "master.key")}, "inside the data directory"},
 		{[]string{"project", "create", "--data", data}, "--name is required"},
 		{[]string{"project", "create", "--name", "x"}, "--data is required"},
 		{[]string{"events", "--data", data}, "--project is required"},
@@ -669,8 +683,9 @@ func TestCLI(t *testing.T) {
 		args []string
 		addr string
 	}{
-		{"env only", []string{"VEIL_ADDR=" + envAddr, "VEIL_DATA=" + data, "VEIL_RATE_LIMIT=0"}, nil, envAddr},
-		{"flag over env", []string{"VEIL_ADDR=" + envAddr, "VEIL_DATA=" + data}, []string{"--addr", flagAddr}, flagAddr},
+		{"env only", []string{"VEIL_ADDR=" + envAddr, "VEIL_DATA=" + data, "VEIL_RATE_LIMIT=0", "VEIL_MASTER_KEY_FILE=" + keyFile}, nil, envAddr},
+		{"flag over env", []string{"VEIL_ADDR=" + envAddr, "VEIL_DATA=" + data, "VEIL_MASTER_KEY_FILE=" + filepath.Join(data, "master.key")},
+			[]string{"--addr", flagAddr, "--master-key-file", keyFile}, flagAddr},
 	} {
 		log := &syncBuffer{}
 		cmd := exec.Command(veilBin, append([]string{"serve"}, c.args...)...)
@@ -702,6 +717,17 @@ func TestCLI(t *testing.T) {
 			t.Errorf("%s: serve did not log listening on %s:\n%s", c.name, c.addr, log.String())
 		}
 		checkServerLog(t, c.name, log.String())
+		// The first run creates the master key (mode 0600) and says so;
+		// the second loads it.
+		created := strings.Contains(log.String(), "created a new master key")
+		if want := c.name == "env only"; created != want {
+			t.Errorf("%s: serve logged the creation of a master key: %v; want %v\n%s", c.name, created, want, log.String())
+		}
+		if fi, err := os.Stat(keyFile); err != nil {
+			t.Errorf("%s: master key file: %v", c.name, err)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: master key file %s has mode %v; want 0600", c.name, keyFile, fi.Mode().Perm())
+		}
 	}
 	if n := len(veil(t, "events", "--data", data, "--project", fmt.Sprint(created[0].ID), "--json")); n == 0 {
 		t.Errorf("events sent to the VEIL_DATA server are not in %s", data)

@@ -144,8 +144,13 @@ func TestSDKGo(t *testing.T) {
 	check("Merge", mp.Merge(ctx, user, "$device:go-dev-2"))
 	w.close()
 
-	// What was stored.
+	// What was stored: what the privacy stage made of it. Identities are
+	// their pseudonyms (distinct ids, $device_id, $user_id, alias and
+	// $distinct_ids share one domain, so they stay joinable), group ids
+	// theirs, and personal fields ($email, name) are gone.
 	events, profiles, links := splitRecords(t, s.Records("all"))
+	id := s.DistinctID
+	puser, puser2 := id(user), id(user2)
 	lib := func(props map[string]any) map[string]any {
 		props["mp_lib"] = "go"
 		props["$lib_version"] = "v1.2.0"
@@ -162,26 +167,27 @@ func TestSDKGo(t *testing.T) {
 	}
 	matchRecords(t, "events", events, []map[string]any{
 		ev("go_signup", lib(map[string]any{
-			"time": atReceipt, "distinct_id": user,
+			"time": atReceipt, "distinct_id": puser,
 			"plan": "free", "emoji": "lift-off 🚀", "ratio": 1.5, "count": 3,
 			"list": []any{1, "a", true}, "nested": map[string]any{"k": "v"}, "none": nil,
 		})),
-		ev("go_timed", lib(map[string]any{"time": ms(ago(time.Hour)), "distinct_id": user, "$insert_id": "go-ins-0001", "step": 1})),
-		ev("go_timed", lib(map[string]any{"time": ms(ago(2 * time.Hour)), "distinct_id": user, "$insert_id": "go-ins-0002", "step": 2})),
+		// Random insert ids are kept as sent.
+		ev("go_timed", lib(map[string]any{"time": ms(ago(time.Hour)), "distinct_id": puser, "$insert_id": "go-ins-0001", "step": 1})),
+		ev("go_timed", lib(map[string]any{"time": ms(ago(2 * time.Hour)), "distinct_id": puser, "$insert_id": "go-ins-0002", "step": 2})),
 		// Simplified ID Merge: $device_id alone is "$device:<id>"; $user_id wins.
-		ev("go_anonymous", lib(map[string]any{"time": atReceipt, "distinct_id": "$device:go-dev-1", "$device_id": "go-dev-1"})),
-		ev("go_login", lib(map[string]any{"time": atReceipt, "distinct_id": user, "$device_id": "go-dev-1", "$user_id": user})),
-		ev("go_imported", imported(map[string]any{"time": ms(ago(200 * day)), "distinct_id": user, "$insert_id": "go-imp-0001", "i": 0})),
-		ev("go_imported", imported(map[string]any{"time": ms(ago(200*day + time.Minute)), "distinct_id": user, "$insert_id": "go-imp-0002", "i": 1})),
-		ev("go_imported_sa", imported(map[string]any{"time": ms(ago(50 * day)), "distinct_id": user, "$insert_id": "go-imp-0003"})),
-		ev("go_imported_lax", imported(map[string]any{"time": ms(ago(30 * day)), "distinct_id": user, "k": "old"})),
-		ev("go_imported_lax", imported(map[string]any{"time": atReceipt, "distinct_id": user, "k": "untimed"})),
-		ev("go_imported_mixed", imported(map[string]any{"time": ms(ago(10 * day)), "distinct_id": user, "$insert_id": "go-imp-0005", "ok": true})),
+		ev("go_anonymous", lib(map[string]any{"time": atReceipt, "distinct_id": id("$device:go-dev-1"), "$device_id": id("go-dev-1")})),
+		ev("go_login", lib(map[string]any{"time": atReceipt, "distinct_id": puser, "$device_id": id("go-dev-1"), "$user_id": puser})),
+		ev("go_imported", imported(map[string]any{"time": ms(ago(200 * day)), "distinct_id": puser, "$insert_id": "go-imp-0001", "i": 0})),
+		ev("go_imported", imported(map[string]any{"time": ms(ago(200*day + time.Minute)), "distinct_id": puser, "$insert_id": "go-imp-0002", "i": 1})),
+		ev("go_imported_sa", imported(map[string]any{"time": ms(ago(50 * day)), "distinct_id": puser, "$insert_id": "go-imp-0003"})),
+		ev("go_imported_lax", imported(map[string]any{"time": ms(ago(30 * day)), "distinct_id": puser, "k": "old"})),
+		ev("go_imported_lax", imported(map[string]any{"time": atReceipt, "distinct_id": puser, "k": "untimed"})),
+		ev("go_imported_mixed", imported(map[string]any{"time": ms(ago(10 * day)), "distinct_id": puser, "$insert_id": "go-imp-0005", "ok": true})),
 		// Alias sends only distinct_id, alias and token.
-		ev("$create_alias", map[string]any{"time": atReceipt, "distinct_id": user, "alias": "go-alias-1", "$veil_received_ms": w.within()}),
+		ev("$create_alias", map[string]any{"time": atReceipt, "distinct_id": puser, "alias": id("go-alias-1"), "$veil_received_ms": w.within()}),
 		// $merge has no distinct_id: the first merged id is it.
 		ev("$merge", map[string]any{
-			"time": atReceipt, "distinct_id": user, "$distinct_ids": []string{user, "$device:go-dev-2"},
+			"time": atReceipt, "distinct_id": puser, "$distinct_ids": []string{puser, id("$device:go-dev-2")},
 			"$import": true, "$veil_received_ms": w.within(),
 		}),
 	})
@@ -189,25 +195,26 @@ func TestSDKGo(t *testing.T) {
 		t.Errorf("track events deduplicated = %v, want 1 (the retried go-ins-0001)", got)
 	}
 
-	person := func(id string, op string, v any) map[string]any {
-		return map[string]any{"kind": "profile", "$distinct_id": id, "$time": w.within(), op: v}
+	person := func(pid string, op string, v any) map[string]any {
+		return map[string]any{"kind": "profile", "$distinct_id": pid, "$time": w.within(), op: v}
 	}
+	acme := s.GroupID("company", "acme-inc")
 	group := func(op string, v any) map[string]any {
-		return map[string]any{"kind": "profile", "$group_key": "company", "$group_id": "acme-inc", "$time": w.within(), op: v}
+		return map[string]any{"kind": "profile", "$group_key": "company", "$group_id": acme, "$time": w.within(), op: v}
 	}
-	deleted := person(user2, "$delete", "null")
+	deleted := person(puser2, "$delete", "null")
 	deleted["$ignore_alias"] = true
 	matchRecords(t, "profiles", profiles, []map[string]any{
-		person(user, "$set", map[string]any{"$email": "go@example.com", "plan": "pro", "motto": "to the moon 🚀"}),
-		person(user2, "$set", map[string]any{"plan": "team"}),
-		person(user, "$set_once", map[string]any{"first_seen": "2024-01-01"}),
-		person(user, "$add", map[string]any{"logins": 1}),
-		person(user, "$union", map[string]any{"plans": []string{"free", "pro"}}),
-		person(user, "$append", map[string]any{"tags": "beta"}),
-		person(user, "$remove", map[string]any{"tags": "alpha"}),
-		person(user, "$unset", []string{"old_prop"}),
+		person(puser, "$set", map[string]any{"plan": "pro", "motto": "to the moon 🚀"}), // $email dropped
+		person(puser2, "$set", map[string]any{"plan": "team"}),
+		person(puser, "$set_once", map[string]any{"first_seen": "2024-01-01"}),
+		person(puser, "$add", map[string]any{"logins": 1}),
+		person(puser, "$union", map[string]any{"plans": []string{"free", "pro"}}),
+		person(puser, "$append", map[string]any{"tags": "beta"}),
+		person(puser, "$remove", map[string]any{"tags": "alpha"}),
+		person(puser, "$unset", []string{"old_prop"}),
 		deleted,
-		group("$set", map[string]any{"name": "Acme", "employees": 50}),
+		group("$set", map[string]any{"employees": 50}), // name dropped
 		group("$set_once", map[string]any{"founded": 1999}),
 		group("$union", map[string]any{"industries": []string{"saas"}}),
 		group("$remove", map[string]any{"industries": "retail"}),
@@ -219,8 +226,8 @@ func TestSDKGo(t *testing.T) {
 		return map[string]any{"kind": "identity", "from": from, "to": to, "source": source, "time": w.within()}
 	}
 	matchRecords(t, "identity links", links, []map[string]any{
-		link("$device:go-dev-1", user, "$device_id"),
-		link("go-alias-1", user, "$create_alias"),
-		link("$device:go-dev-2", user, "$merge"),
+		link(id("$device:go-dev-1"), puser, "$device_id"),
+		link(id("go-alias-1"), puser, "$create_alias"),
+		link(id("$device:go-dev-2"), puser, "$merge"),
 	})
 }

@@ -104,11 +104,13 @@ func TestSDKNode(t *testing.T) {
 		t.Errorf("/track records accepted = %v, want %d", got, 5+120+1)
 	}
 
+	// What was stored: what the privacy stage made of it (see TestSDKGo).
 	events, profiles, links := splitRecords(t, s.Records("all"))
+	id := s.DistinctID
+	user := id("node-user-1")
 
 	// Events. track and import add mp_lib and $lib_version; the batch calls
 	// add only the token.
-	const user = "node-user-1"
 	ev := func(name string, props map[string]any) map[string]any {
 		props["$veil_received_ms"] = w.within()
 		return map[string]any{"event": name, "properties": props}
@@ -126,13 +128,13 @@ func TestSDKNode(t *testing.T) {
 		ev("node_timed", lib(map[string]any{"time": ms(hour), "distinct_id": user, "$insert_id": "node-ins-0001"})),
 		// A time in seconds is read as seconds.
 		ev("node_timed_seconds", lib(map[string]any{"time": base.Add(-2*hour).Unix() * 1000, "distinct_id": user, "$insert_id": "node-ins-0002"})),
-		ev("node_anonymous", lib(map[string]any{"time": atReceipt, "distinct_id": "$device:node-dev-1", "$device_id": "node-dev-1"})),
-		ev("node_login", lib(map[string]any{"time": atReceipt, "distinct_id": user, "$device_id": "node-dev-1", "$user_id": user})),
+		ev("node_anonymous", lib(map[string]any{"time": atReceipt, "distinct_id": id("$device:node-dev-1"), "$device_id": id("node-dev-1")})),
+		ev("node_login", lib(map[string]any{"time": atReceipt, "distinct_id": user, "$device_id": id("node-dev-1"), "$user_id": user})),
 		ev("node_imported", lib(map[string]any{"time": ms(200 * day), "distinct_id": user, "$insert_id": "node-imp-0001", "source": "backfill", "$import": true})),
 		ev("node_imported_batch", map[string]any{"time": ms(100 * day), "distinct_id": user, "$insert_id": "node-impb-0001", "$import": true}),
 		ev("node_imported_batch", map[string]any{"time": base.Add(-101*day).Unix() * 1000, "distinct_id": user, "$insert_id": "node-impb-0002", "$import": true}),
 		ev("node_imported_batch", map[string]any{"time": ms(102 * day), "distinct_id": user, "$insert_id": "node-impb-0003", "$import": true}),
-		ev("$create_alias", lib(map[string]any{"time": atReceipt, "distinct_id": user, "alias": "node-alias-1"})),
+		ev("$create_alias", lib(map[string]any{"time": atReceipt, "distinct_id": user, "alias": id("node-alias-1")})),
 	}
 	for i := range 120 {
 		want = append(want, ev("node_bulk", map[string]any{
@@ -141,13 +143,13 @@ func TestSDKNode(t *testing.T) {
 	}
 	matchRecords(t, "events", events, want)
 
-	person := func(id, op string, v any) map[string]any {
-		return map[string]any{"kind": "profile", "$distinct_id": id, "$time": w.within(), op: v}
+	person := func(pid, op string, v any) map[string]any {
+		return map[string]any{"kind": "profile", "$distinct_id": pid, "$time": w.within(), op: v}
 	}
 	ignoreTime := person(user, "$set", map[string]any{"last_seen_via": "cron"})
 	ignoreTime["$ignore_time"] = true
 	matchRecords(t, "profiles", profiles, []map[string]any{
-		person(user, "$set", map[string]any{"$email": "node@example.com", "plan": "pro", "motto": "to the moon 🚀"}),
+		person(user, "$set", map[string]any{"plan": "pro", "motto": "to the moon 🚀"}), // $email dropped
 		ignoreTime,
 		person(user, "$set_once", map[string]any{"first_seen": "2024-01-01"}),
 		person(user, "$add", map[string]any{"logins": 2}),
@@ -156,15 +158,16 @@ func TestSDKNode(t *testing.T) {
 		person(user, "$remove", map[string]any{"tags": "alpha"}),
 		person(user, "$unset", []string{"old_prop"}),
 		person(user, "$append", map[string]any{"$transactions": map[string]any{"sku": "sku-1", "$amount": 12.5}}),
-		person("node-user-2", "$delete", ""),
-		{"kind": "profile", "$group_key": "company", "$group_id": "acme-inc", "$time": w.within(), "$set": map[string]any{"name": "Acme", "employees": 50}},
+		person(id("node-user-2"), "$delete", ""),
+		// The group id is pseudonymised under its group key; name is dropped.
+		{"kind": "profile", "$group_key": "company", "$group_id": s.GroupID("company", "acme-inc"), "$time": w.within(), "$set": map[string]any{"employees": 50}},
 	})
 
 	link := func(from, to, source string) map[string]any {
 		return map[string]any{"kind": "identity", "from": from, "to": to, "source": source, "time": w.within()}
 	}
 	matchRecords(t, "identity links", links, []map[string]any{
-		link("$device:node-dev-1", user, "$device_id"),
-		link("node-alias-1", user, "$create_alias"),
+		link(id("$device:node-dev-1"), user, "$device_id"),
+		link(id("node-alias-1"), user, "$create_alias"),
 	})
 }
