@@ -169,7 +169,7 @@ func TestPseudonymCommand(t *testing.T) {
 		{"distinct_id", pseudonym.FieldDistinctID},
 		{"$device_id", pseudonym.FieldDistinctID},
 		{"USER_ID", pseudonym.FieldDistinctID},
-		{"account_id", pseudonym.PropertyField("account_id")},
+		{"customer_id", pseudonym.PropertyField("customer_id")},
 		{"property:Org_ID", pseudonym.PropertyField("org_id")},
 		{"email", pseudonym.FieldEmail},
 		{"pii:phone", pseudonym.Field("pii:phone")},

@@ -559,3 +559,24 @@ func TestNoLinkFromDroppedEvent(t *testing.T) {
 		t.Fatalf("got %d, %d links", w.Code, len(st.links()))
 	}
 }
+
+// A refusal must not echo personal data the privacy stage would never
+// store: a property named by an e-mail, or a key used as $insert_id.
+func TestRefusalsRedactPersonalData(t *testing.T) {
+	c, _ := newTestCollector(t, Config{})
+	deep := `{"a":{"b":{"c":{"d":1}}}}`
+	body := "[" + ev("a", `"time":1700000000,"distinct_id":"u","$insert_id":"AKIA2OGYBAH6TPCZ7QWX","alice.leak@example.com":`+deep) + "]"
+	r := httptest.NewRequest("POST", "/import?strict=1", strings.NewReader(body))
+	r.SetBasicAuth(testSecret, "")
+	w := httptest.NewRecorder()
+	c.ServeHTTP(w, r)
+	answer := w.Body.String() + strings.Join(w.Header().Values("X-Veil-Error"), " ")
+	if w.Code != 400 || !strings.Contains(answer, "[email]") {
+		t.Fatalf("got %d %s", w.Code, answer)
+	}
+	for _, leak := range []string{"alice.leak", "AKIA2OGYBAH6TPCZ7QWX"} {
+		if strings.Contains(answer, leak) {
+			t.Errorf("answer echoes %q: %s", leak, answer)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/veil-analytics/veil/internal/event"
+	"github.com/veil-analytics/veil/internal/privacy/pii"
 	"github.com/veil-analytics/veil/internal/wire"
 )
 
@@ -30,10 +31,17 @@ type intake struct {
 	scratch    []byte
 }
 
+// answerScanner redacts personal data from what a refusal echoes back:
+// a property name or $insert_id may hold some, and an answer must not
+// carry what the privacy stage would not store. It holds no state.
+var answerScanner = pii.NewScanner()
+
 func (in *intake) refuse(idx int, insertID, field string, why reason, format string, args ...any) {
+	insertID, _ = answerScanner.Redact(insertID)
+	field, _ = answerScanner.Redact(field)
+	msg, _ := answerScanner.Redact(fmt.Sprintf(format, args...))
 	in.failures = append(in.failures, failure{
-		Index: idx, InsertID: insertID, Field: field, reason: why,
-		Message: fmt.Sprintf(format, args...),
+		Index: idx, InsertID: insertID, Field: field, reason: why, Message: msg,
 	})
 }
 

@@ -105,8 +105,15 @@ func DefaultPolicy() Policy {
 	return Policy{
 		Identifiers: []string{
 			"$device_id", "$user_id", "$anon_id", "$anon_distinct_id", "$identified_id", "alias",
-			"$distinct_ids", "$distinct_id_before_identity", "user_id", "userid", "account_id",
-			"organization_id", "org_id", "customer_id", "$group_id",
+			"$distinct_ids", "$distinct_id_before_identity", "user_id", "userid",
+			"customer_id", "$group_id",
+		},
+		// Mixpanel group keys in common use: the property holds group ids
+		// (an organization's id), pseudonymised in the group's domain so
+		// events, user profiles and /groups profiles agree.
+		GroupKeys: []string{
+			"company", "company_id", "organization", "organization_id", "org", "org_id",
+			"account", "account_id", "team", "team_id", "workspace", "workspace_id",
 		},
 		Drop: []string{
 			"$email", "$name", "$first_name", "$last_name", "$phone", "$avatar",

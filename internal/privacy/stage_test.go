@@ -143,7 +143,7 @@ func TestEventDefaultPolicy(t *testing.T) {
 	sameJSON(t, propsJSON(e.Props), `{
 		"$device_id": "`+pseudo(t, 0, pseudonym.FieldDistinctID, "dev-9")+`",
 		"$user_id": "`+pseudo(t, 0, pseudonym.FieldDistinctID, "user-42")+`",
-		"organization_id": "`+pseudo(t, 0, pseudonym.PropertyField("organization_id"), "org-7")+`",
+		"organization_id": "`+pseudo(t, 0, pseudonym.GroupField("organization_id"), "org-7")+`",
 		"plan": "pro",
 		"note": "write to [email] or [phone]",
 		"$current_url": "https://app.example.com/keys/:id?utm_source=news",

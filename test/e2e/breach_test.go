@@ -198,6 +198,25 @@ func TestBreachDrill(t *testing.T) {
 	b.eval("window.__callbacks", &cbs)
 	diffCallbacks(t, cbs, map[string]any{"track drill_browse": 1, "people.set": 1, "track drill_checkout": 1})
 	responses = append(responses, b.responseBodies()...)
+	// A refused record: its answer names the record and field, and must not
+	// echo a property name holding an e-mail or a key used as $insert_id.
+	refused := fmt.Sprintf(`[{"event":"drill_refused","properties":{"time":%d,"distinct_id":"x","$insert_id":%q,%q:{"a":{"b":{"c":{"d":1}}}}}}]`,
+		time.Now().Unix(), c.aws, c.emailKey)
+	req, err := http.NewRequest("POST", s.URL()+"/import?strict=1", strings.NewReader(refused))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(s.Secret, "")
+	if resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req); err != nil {
+		t.Fatalf("POST a refused record: %v", err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "failed_records") {
+			t.Errorf("refused record: %d %s; want 400 with failed_records", resp.StatusCode, body)
+		}
+		responses = append(responses, capturedBody{source: "POST /import (refused record)", body: append(headerText(resp.Header), body...)})
+	}
 	for _, path := range []string{"/healthz", "/metrics"} {
 		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(s.URL() + path)
 		if err != nil {
@@ -322,7 +341,7 @@ func TestBreachDrill(t *testing.T) {
 	events, profiles, links := splitRecords(t, parseRecords(t, []byte(evAll.stdout)))
 	id := s.DistinctID
 	user := id(c.user)
-	org := s.Pseudonyms().Pseudonym(pseudonym.PropertyField("organization_id"), c.org)
+	org := s.GroupID("organization_id", c.org) // a default group key
 	var goEvents, webEvents []Record
 	for _, e := range events {
 		if e.Props()["mp_lib"] == "web" {

@@ -495,6 +495,7 @@ func runBrowserCase(t *testing.T, chrome, pagesURL, mode string, flushMS int) {
 	ev := func(name string, props map[string]any) map[string]any {
 		return map[string]any{"event": name, "properties": props}
 	}
+	acme := s.GroupID("company", "acme-inc")
 	wantEvents := []map[string]any{
 		ev("$mp_web_page_view", sdkProps(anon.DistinctID, map[string]any{
 			"$mp_autocapture": true, "current_domain": "[ipv4]", "current_page_title": "veil e2e: mixpanel-browser",
@@ -504,11 +505,11 @@ func runBrowserCase(t *testing.T, chrome, pagesURL, mode string, flushMS int) {
 			"plan": "free", "emoji": "lift-off 🚀", "ratio": 1.5, "tags": []string{"a", "b"}, "nested": map[string]any{"k": "v"},
 		})),
 		ev("$identify", sdkProps("user-42", map[string]any{"$anon_distinct_id": id(anon.DistinctID)})),
-		// The default policy names no group keys: "company" is a plain property.
-		ev("checkout", sdkProps("user-42", map[string]any{"amount": 9.99, "currency": "EUR", "company": []string{"acme-inc"}})),
+		// "company" is a default group key: its ids are pseudonymised as /groups' are.
+		ev("checkout", sdkProps("user-42", map[string]any{"amount": 9.99, "currency": "EUR", "company": []string{acme}})),
 	}
 	if mode == "beacon" {
-		wantEvents = append(wantEvents, ev("before_unload_event", sdkProps("user-42", map[string]any{"n": 1, "company": []string{"acme-inc"}})))
+		wantEvents = append(wantEvents, ev("before_unload_event", sdkProps("user-42", map[string]any{"n": 1, "company": []string{acme}})))
 	}
 	matchRecords(t, "events", events, wantEvents)
 
@@ -522,7 +523,7 @@ func runBrowserCase(t *testing.T, chrome, pagesURL, mode string, flushMS int) {
 	matchRecords(t, "profiles", profiles, []map[string]any{
 		person("$set_once", map[string]any{"$initial_referrer": "$direct", "$initial_referring_domain": "$direct"}),
 		person("$set", browserSet(map[string]any{"motto": "to the moon 🚀"})), // $email dropped
-		person("$set", browserSet(map[string]any{"company": []string{"acme-inc"}})),
+		person("$set", browserSet(map[string]any{"company": []string{acme}})),
 		{"kind": "profile", "$group_key": "company", "$group_id": s.GroupID("company", "acme-inc"), "$time": w.within(), "$set": map[string]any{"employees": 50}},
 	})
 
