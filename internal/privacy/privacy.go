@@ -39,6 +39,16 @@ type Request struct {
 	ua            useragent.Info
 	memo          [memoSize]memoEntry // recent pseudonyms: a batch repeats its user's ids
 	memoNext      int
+	urls          [memoSize]urlMemo // recent URL values and what the stage made of them
+	urlNext       int
+}
+
+type urlMemo struct {
+	c               *compiled
+	kind            propKind
+	in, out         string
+	keep, dropEvent bool
+	reasons         []reasonID
 }
 
 const memoSize = 8

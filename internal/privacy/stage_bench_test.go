@@ -2,6 +2,7 @@ package privacy_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -32,10 +33,19 @@ const chromeUA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/53
 
 // BenchmarkStageEvent measures the whole stage on one browser event:
 // pseudonyms, drop list, URL cleaning, the PII scan of every string,
-// user-agent and geo, and counting. Run:
+// user-agent and geo, and counting. batch=50 is mixpanel-browser's batch
+// (one request: the page's URLs and the user's ids repeat, and the stage
+// reuses its work within a request); batch=1 is an event per request, the
+// worst case. Run:
 //
 //	go test -run='^$' -bench=StageEvent -benchmem ./internal/privacy/
 func BenchmarkStageEvent(b *testing.B) {
+	for _, batch := range []int{50, 1} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchStage(b, batch) })
+	}
+}
+
+func benchStage(b *testing.B, batch int) {
 	db, err := geo.Open(geotest.WriteDB(b, b.TempDir(), geotest.GeoLite2Country, map[string]geo.Location{
 		"203.0.113.0/24": {CountryCode: "DE"},
 	}))
@@ -50,9 +60,6 @@ func BenchmarkStageEvent(b *testing.B) {
 	}
 	buf := make([]event.Field, 0, 32)
 	ctx := context.Background()
-	// One request carries a batch of events: the user agent, the address
-	// and the policy are looked at once per request, as in the collector.
-	const batch = 50
 	var req *privacy.Request
 	b.ReportAllocs()
 	b.ResetTimer()

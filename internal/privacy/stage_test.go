@@ -488,3 +488,46 @@ func FuzzStage(f *testing.F) {
 }
 
 var scanner = pii.NewScanner()
+
+// TestRequestReuse: within one request the stage replays its work on
+// repeated URLs and ids; the outcome and the counts must be as if it had not.
+func TestRequestReuse(t *testing.T) {
+	s := newStage(t, "", privacy.Config{})
+	req := &privacy.Request{}
+	for i := 0; i < 3; i++ {
+		e := &event.Event{Project: 1, Name: "x", DistinctID: "u", Props: props(t,
+			`{"$current_url": "https://a.example/p/123?token=abc&utm_source=x", "$referrer": "https://b.example/q?x=1", "link": "https://c.example/?mail=joe@example.com"}`)}
+		if keep, err := s.Event(context.Background(), req, e); !keep || err != nil {
+			t.Fatal(keep, err)
+		}
+		sameJSON(t, propsJSON(e.Props), `{"$current_url": "https://a.example/p/:id?utm_source=x", "$referrer": "b.example", "link": "https://c.example/"}`)
+		if e.DistinctID != pseudo(t, 0, pseudonym.FieldDistinctID, "u") {
+			t.Fatalf("distinct_id %q", e.DistinctID)
+		}
+	}
+	got := map[string]int64{}
+	for _, c := range s.Counts() {
+		got[c.Property+" "+c.Reason] = c.Count
+	}
+	want := map[string]int64{"distinct_id pseudonymized": 3, "$current_url url_query_removed": 3, "$current_url url_path_templated": 3,
+		"$referrer url_reduced_to_host": 3, "link url_query_removed": 3}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("%s = %d, want %d (all %v)", k, got[k], n, got)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("counts %v, want %v", got, want)
+	}
+	// A drop_property outcome is replayed as a drop.
+	s = newStage(t, `{"classes": {"email": "redact", "phone": "redact", "ipv4": "redact", "ipv6": "redact", "card": "redact", "iban": "redact",
+		"jwt": "redact", "secret_key": "redact", "bearer_token": "redact", "url_credential": "drop_property"}}`, privacy.Config{})
+	req = &privacy.Request{}
+	for i := 0; i < 2; i++ {
+		e := &event.Event{Project: 1, Name: "x", Props: props(t, `{"u": "https://joe:pw@c.example/"}`)}
+		s.Event(context.Background(), req, e)
+		if len(e.Props) != 1 || e.Props[0].Value.Str != "https://c.example/" {
+			t.Errorf("event %d: %s", i, propsJSON(e.Props))
+		}
+	}
+}

@@ -389,6 +389,40 @@ func (p *proc) value(v *event.Value, kind propKind, depth int) bool {
 
 // str cleans one string value in place; false drops it.
 func (p *proc) str(v *event.Value, kind propKind) bool {
+	// URLs repeat across the events of a batch (the page, the referrers)
+	// and cleaning them is the stage's dearest step: replay the outcome.
+	urlish := kind == kindReferrer || kind == kindURL || urlclean.LooksLikeURL(v.Str)
+	if !urlish || p.req == nil || p.explain || namesVersion(p.key) || namesVersion(p.top) {
+		return p.strSlow(v, kind)
+	}
+	r := p.req
+	for i := range r.urls {
+		m := &r.urls[i]
+		if m.c == p.c && m.kind == kind && m.in == v.Str {
+			for _, id := range m.reasons {
+				p.record(id)
+			}
+			if m.dropEvent {
+				p.dropEvent = true
+			}
+			if m.keep {
+				v.Str = m.out
+			}
+			return m.keep
+		}
+	}
+	in, start, dropEvent := v.Str, len(p.changes), p.dropEvent
+	keep := p.strSlow(v, kind)
+	m := &r.urls[r.urlNext]
+	r.urlNext = (r.urlNext + 1) % len(r.urls)
+	*m = urlMemo{c: p.c, kind: kind, in: in, out: v.Str, keep: keep, dropEvent: p.dropEvent && !dropEvent, reasons: m.reasons[:0]}
+	for _, ch := range p.changes[start:] {
+		m.reasons = append(m.reasons, ch.r)
+	}
+	return keep
+}
+
+func (p *proc) strSlow(v *event.Value, kind propKind) bool {
 	s := v.Str
 	switch {
 	case kind == kindReferrer:
