@@ -32,6 +32,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	conc := fs.Int("concurrency", 16, "concurrent connections (each one request at a time)")
 	batch := fs.Int("batch", 50, "events per request (mixpanel-browser sends up to 50)")
 	users := fs.Int("users", 100000, "distinct users in the generated traffic")
+	mixed := fs.Bool("mixed-batches", false, "a different user on every event of a batch (the worst case for the privacy stage); by default a batch is one browser's, as mixpanel-browser sends it")
 	dir := fs.String("bench-dir", "", "data directory for the server (default: a new one under the temp dir, removed after)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write the load generator's CPU profile to this file")
@@ -109,6 +110,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 		go func() {
 			defer wg.Done()
 			t := newBrowserTraffic(proj.Token, *users, uint64(w)+1)
+			t.mixed = *mixed
 			var mine []time.Duration
 			for !stop.Load() && ctx.Err() == nil {
 				now := time.Now()

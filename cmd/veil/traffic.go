@@ -13,6 +13,9 @@ import (
 type browserTraffic struct {
 	token string
 	users int
+	// mixed puts a different user on every event of a batch; by default a
+	// batch is one browser's, as the SDK sends it: one user, many pages.
+	mixed bool
 	rng   *rand.Rand
 	json  []byte
 	b64   []byte
@@ -41,9 +44,8 @@ func (t *browserTraffic) appendDeviceID(b []byte, user int) []byte {
 	return fmt.Appendf(b, "%08x-a810-4131-be6a-%012x", uint32(user), uint64(user)*2654435761)
 }
 
-// appendEvent appends one event as the browser SDK sends it.
-func (t *browserTraffic) appendEvent(b []byte, nowMS int64) []byte {
-	user := t.rng.IntN(t.users)
+// appendEvent appends one event of user as the browser SDK sends it.
+func (t *browserTraffic) appendEvent(b []byte, nowMS int64, user int) []byte {
 	name := demoEvents[t.rng.IntN(len(demoEvents))]
 	path := demoPaths[t.rng.IntN(len(demoPaths))]
 	b = append(b, `{"event":"`...)
@@ -75,11 +77,15 @@ func (t *browserTraffic) appendEvent(b []byte, nowMS int64) []byte {
 // batchJSON returns a JSON array of n events.
 func (t *browserTraffic) batchJSON(n int, nowMS int64) []byte {
 	b := append(t.json[:0], '[')
+	user := t.rng.IntN(t.users)
 	for i := range n {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = t.appendEvent(b, nowMS)
+		if t.mixed {
+			user = t.rng.IntN(t.users)
+		}
+		b = t.appendEvent(b, nowMS, user)
 	}
 	t.json = append(b, ']')
 	return t.json

@@ -37,10 +37,35 @@ type Request struct {
 	geoLoc        geo.Location
 	uaDone        bool
 	ua            useragent.Info
-	memo          [memoSize]memoEntry // recent pseudonyms: a batch repeats its user's ids
-	memoNext      int
-	urls          [memoSize]urlMemo // recent URL values and what the stage made of them
-	urlNext       int
+	events        int       // events of this request seen so far
+	cache         *reqCache // from the second event on: work to reuse
+}
+
+// reqCache is what the stage remembers between the events of one request:
+// a mixpanel-browser batch is one user's events, with the same ids, URLs
+// and properties. A request with one event never allocates it.
+type reqCache struct {
+	memo     [memoSize]memoEntry // recent pseudonyms
+	memoNext int
+	urls     [memoSize]urlMemo // recent URL values and what the stage made of them
+	urlNext  int
+	prev     [maxPrevProps]prevProp // the previous event's top-level properties, by position
+}
+
+// maxPrevProps is how many leading properties of an event are remembered
+// for the next event of the request.
+const maxPrevProps = 32
+
+// prevProp is what the stage made of a top-level property, for the next
+// event that has the same property at the same position.
+type prevProp struct {
+	c        *compiled
+	key      string
+	ki       keyInfo
+	hasValue bool // in, out, keep and reasons describe a string value
+	in, out  string
+	keep     bool
+	reasons  []reasonID
 }
 
 type urlMemo struct {

@@ -148,6 +148,12 @@ func (s *Stage) Event(ctx context.Context, req *Request, e *event.Event) (bool, 
 	if err != nil {
 		return false, err
 	}
+	if req != nil {
+		if req.events == 1 && req.cache == nil {
+			req.cache = new(reqCache)
+		}
+		req.events++
+	}
 	p := s.getProc(c, req, false)
 	keep := p.event(e)
 	s.counts.add(e.Project, e.Name, p.changes)

@@ -448,15 +448,28 @@ func FuzzStage(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, key, val string) {
-		e := &event.Event{Project: 1, Name: val, DistinctID: val, Props: []event.Field{
-			{Key: key, Value: event.StringValue(val)},
-			{Key: "$current_url", Value: event.StringValue(val)},
-			{Key: "$referrer", Value: event.StringValue(val)},
-			{Key: "n", Value: event.Value{Kind: event.Object, Fields: []event.Field{{Key: key, Value: event.Value{Kind: event.Array, Items: []event.Value{event.StringValue(val)}}}}}},
-		}}
+		mk := func() *event.Event {
+			return &event.Event{Project: 1, Name: val, DistinctID: val, Props: []event.Field{
+				{Key: key, Value: event.StringValue(val)},
+				{Key: "$current_url", Value: event.StringValue(val)},
+				{Key: "$referrer", Value: event.StringValue(val)},
+				{Key: "n", Value: event.Value{Kind: event.Object, Fields: []event.Field{{Key: key, Value: event.Value{Kind: event.Array, Items: []event.Value{event.StringValue(val)}}}}}},
+			}}
+		}
+		e := mk()
 		keep, err := st.Event(context.Background(), nil, e)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// Within one request the stage reuses work between events: the
+		// outcome must be the same as without.
+		req := &privacy.Request{}
+		for i := 0; i < 3; i++ {
+			e2 := mk()
+			keep2, _ := st.Event(context.Background(), req, e2)
+			if keep2 != keep || keep && (e2.Name != e.Name || e2.DistinctID != e.DistinctID || propsJSON(e2.Props) != propsJSON(e.Props)) {
+				t.Fatalf("event %d of a request: kept %v %s, alone: kept %v %s", i, keep2, propsJSON(e2.Props), keep, propsJSON(e.Props))
+			}
 		}
 		if !keep {
 			return

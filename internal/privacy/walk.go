@@ -180,10 +180,10 @@ func (p *proc) geolocate(props []event.Field) []event.Field {
 // pseudonym returns the pseudonym of value in field, remembering the last
 // few per request: the events of one batch carry the same ids.
 func (p *proc) pseudonym(field pseudonym.Field, value string) string {
-	r := p.req
-	if r == nil {
+	if p.req == nil || p.req.cache == nil {
 		return p.c.pseudo.Pseudonym(field, value)
 	}
+	r := p.req.cache
 	for i := range r.memo {
 		m := &r.memo[i]
 		if m.c == p.c && m.value == value && m.field == field {
@@ -213,7 +213,22 @@ func (p *proc) props(fields []event.Field, declared map[string]string, enforce b
 		f := fields[i]
 		p.enter(f.Key)
 		p.key = f.Key
-		ki := c.key(p.s.scanner, p.matches, f.Key)
+		// The events of a batch carry the same properties in the same
+		// order, mostly with the same values: reuse what the previous
+		// event's property at this position came to.
+		var prev *prevProp
+		if p.req != nil && p.req.cache != nil && !p.explain && i < len(p.req.cache.prev) {
+			prev = &p.req.cache.prev[i]
+			if prev.c != c || prev.key != f.Key {
+				*prev = prevProp{c: c, key: f.Key, ki: c.key(p.s.scanner, p.matches, f.Key), reasons: prev.reasons[:0]}
+			}
+		}
+		var ki keyInfo
+		if prev != nil {
+			ki = prev.ki
+		} else {
+			ki = c.key(p.s.scanner, p.matches, f.Key)
+		}
 		if ki.pii {
 			p.keyHasPII(f.Key, true)
 			continue
@@ -247,6 +262,31 @@ func (p *proc) props(fields []event.Field, declared map[string]string, enforce b
 				continue
 			}
 		default:
+			if prev != nil && f.Value.Kind == event.String {
+				if prev.hasValue && prev.in == f.Value.Str {
+					for _, id := range prev.reasons {
+						p.record(id)
+					}
+					if !prev.keep {
+						continue
+					}
+					f.Value.Str = prev.out
+					break
+				}
+				in, start := f.Value.Str, len(p.changes)
+				keep := p.value(&f.Value, r.kind, 0)
+				if !p.dropEvent {
+					prev.hasValue, prev.in, prev.out, prev.keep = true, in, f.Value.Str, keep
+					prev.reasons = prev.reasons[:0]
+					for _, ch := range p.changes[start:] {
+						prev.reasons = append(prev.reasons, ch.r)
+					}
+				}
+				if !keep {
+					continue
+				}
+				break
+			}
 			if !p.value(&f.Value, r.kind, 0) {
 				continue
 			}
@@ -392,10 +432,10 @@ func (p *proc) str(v *event.Value, kind propKind) bool {
 	// URLs repeat across the events of a batch (the page, the referrers)
 	// and cleaning them is the stage's dearest step: replay the outcome.
 	urlish := kind == kindReferrer || kind == kindURL || urlclean.LooksLikeURL(v.Str)
-	if !urlish || p.req == nil || p.explain || namesVersion(p.key) || namesVersion(p.top) {
+	if !urlish || p.req == nil || p.req.cache == nil || p.explain || namesVersion(p.key) || namesVersion(p.top) {
 		return p.strSlow(v, kind)
 	}
-	r := p.req
+	r := p.req.cache
 	for i := range r.urls {
 		m := &r.urls[i]
 		if m.c == p.c && m.kind == kind && m.in == v.Str {
