@@ -100,7 +100,7 @@ type Collector struct {
 	limits   *rateLimits
 	metrics  *metrics
 	links    *linkFilter
-	// bodies recycles request bodies (*[]byte): parsing copies what it
+	// bodies recycles request bodies and decoded payloads (*[]byte): parsing copies what it
 	// keeps, so a body is garbage once its request is answered.
 	bodies sync.Pool
 }

@@ -129,7 +129,16 @@ func (c *Collector) process(ctx context.Context, r *http.Request, ep endpoint, q
 		}
 		return result{}, fail(http.StatusBadRequest, reasonMalformed, "%v", err)
 	}
-	p, err := wire.ExtractPayload(body, q)
+	decp := c.bodies.Get().(*[]byte)
+	defer func() {
+		if cap(*decp) <= maxPooledBody {
+			c.bodies.Put(decp)
+		}
+	}()
+	p, err := wire.ExtractPayloadBuf(*decp, body, q)
+	if p.Encoding == wire.EncodingBase64 && cap(p.Data) > cap(*decp) {
+		*decp = p.Data[:0] // keep the larger buffer for the next request
+	}
 	if err != nil {
 		return result{}, fail(http.StatusBadRequest, reasonMalformed, "%v", err)
 	}

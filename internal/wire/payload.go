@@ -49,6 +49,13 @@ var (
 // as '+' (an unencoded '+' in a form becomes a space), line breaks ignored.
 // Decoded base64 has its CESU-8 surrogate pairs repaired (see RepairCESU8).
 func ExtractPayload(body []byte, query url.Values) (Payload, error) {
+	return ExtractPayloadBuf(nil, body, query)
+}
+
+// ExtractPayloadBuf is ExtractPayload decoding base64 into buf when it is
+// large enough, so that a server can reuse one buffer across requests. The
+// returned Data may then share memory with buf as well as with body.
+func ExtractPayloadBuf(buf, body []byte, query url.Values) (Payload, error) {
 	start := skipSpace(body)
 	if start < len(body) && (body[start] == '{' || body[start] == '[') {
 		return Payload{Data: body, Encoding: EncodingBody}, nil
@@ -65,7 +72,7 @@ func ExtractPayload(body []byte, query url.Values) (Payload, error) {
 		blank = found && isBlank(data, true)
 	}
 	if found && !blank {
-		p, err := decodeData(data, true)
+		p, err := decodeData(buf, data, true)
 		if err != nil {
 			return Payload{}, err
 		}
@@ -77,7 +84,7 @@ func ExtractPayload(body []byte, query url.Values) (Payload, error) {
 		if isBlank(v, false) {
 			return Payload{}, errDataEmpty
 		}
-		p, err := decodeData(v, false)
+		p, err := decodeData(buf, v, false)
 		if err != nil {
 			return Payload{}, err
 		}
@@ -93,14 +100,14 @@ func ExtractPayload(body []byte, query url.Values) (Payload, error) {
 // decodeData interprets the value of a data field: JSON or base64 of JSON.
 // With form set, v is still form-encoded: base64 is decoded from it in one
 // pass, sparing a copy of the whole value.
-func decodeData(v []byte, form bool) (Payload, error) {
+func decodeData(buf, v []byte, form bool) (Payload, error) {
 	if c, _ := firstNonSpace(v, form); c == '{' || c == '[' {
 		if form {
 			v = formUnescape(v)
 		}
 		return Payload{Data: v, Encoding: EncodingJSON}, nil
 	}
-	b, err := decodeBase64(v, form)
+	b, err := decodeBase64(buf, v, form)
 	if err != nil {
 		return Payload{}, err
 	}
@@ -255,11 +262,17 @@ var b64Table = func() (t [256]byte) {
 	return t
 }()
 
-// decodeBase64 decodes src leniently (see ExtractPayload). With form set,
-// src is form-encoded and %-escapes are decoded on the way. Offsets in
-// errors count bytes of the data value after form decoding.
-func decodeBase64(src []byte, form bool) ([]byte, error) {
-	dst := make([]byte, (len(src)+3)/4*3)
+// decodeBase64 decodes src leniently (see ExtractPayload) into buf, or a new
+// slice if buf is too small. With form set, src is form-encoded and
+// %-escapes are decoded on the way. Offsets in errors count bytes of the
+// data value after form decoding.
+func decodeBase64(buf, src []byte, form bool) ([]byte, error) {
+	dst := buf[:0]
+	if need := (len(src) + 3) / 4 * 3; cap(dst) >= need {
+		dst = dst[:need]
+	} else {
+		dst = make([]byte, need)
+	}
 	t := &b64Table
 	n, i := 0, 0
 	off := 0       // offset of src[i] in the form-decoded value
