@@ -28,8 +28,10 @@ func commands() []command {
 		{"policy", "show and set a project's privacy policy: policy show|set|default", runPolicy},
 		{"pseudonym", "print the pseudonyms Veil stores for given identifiers", runPseudonym},
 		{"privacy", "privacy change counters and dry runs: privacy report|explain", runPrivacy},
+		{"import", "load a Mixpanel export (JSON lines, gzip'd or not) into a project's event table", runImport},
 		{"demo", "run a server on the embedded store with a demo project and sample traffic", runDemo},
 		{"bench-ingest", "benchmark /track from a separate process over loopback", runBenchIngest},
+		{"bench-scan", "benchmark a full scan of a project's event table", runBenchScan},
 		{"version", "print the version", runVersion},
 	}
 }

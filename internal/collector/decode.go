@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/veil-analytics/veil/internal/event"
+	"github.com/veil-analytics/veil/internal/privacy"
 	"github.com/veil-analytics/veil/internal/wire"
 )
 
@@ -55,4 +56,56 @@ func TruncateEvent(e *event.Event) {
 	b := event.Batch{Events: []event.Event{*e}}
 	truncateBatch(&b)
 	*e = b.Events[0]
+}
+
+// importLinkMemory bounds the identity links an Importer remembers to
+// skip repeats of.
+const importLinkMemory = 1 << 16
+
+// Importer decodes Mixpanel export records for the offline bulk importer
+// exactly as /import (without strict=1) decodes a request's records, and
+// passes them through the privacy stage. It is safe for concurrent use.
+type Importer struct {
+	c       *Collector
+	project int64
+}
+
+// NewImporter returns an Importer for projectID through the stage p.
+func NewImporter(projectID int64, p Privacy) *Importer {
+	var cfg Config
+	cfg.setDefaults()
+	return &Importer{c: &Collector{cfg: cfg, privacy: p, links: newLinkFilter(importLinkMemory)}, project: projectID}
+}
+
+// ImportResult says what became of the records of one Decode call.
+type ImportResult struct {
+	// Refused counts refused records by the message /import would answer,
+	// with the record index taken out.
+	Refused map[string]int
+	// Dropped counts events the privacy stage dropped or that carried $ignore.
+	Dropped int
+}
+
+// Decode turns records (one Mixpanel event object each) into the batch the
+// collector would store: events (marked "$import": true, as /import marks
+// them) and identity links, privacy applied.
+func (im *Importer) Decode(ctx context.Context, items []wire.Item, now time.Time) (event.Batch, ImportResult, error) {
+	in := &intake{c: im.c, ep: epImport, now: now, importProject: im.project}
+	var b event.Batch
+	var res ImportResult
+	if err := in.events(ctx, items, &b); err != nil {
+		return b, res, errors.New(err.msg)
+	}
+	var r result
+	if err := im.c.applyPrivacy(ctx, &privacy.Request{}, &b, &r); err != nil {
+		return b, res, err
+	}
+	res.Dropped = in.ignored + r.ignored
+	for _, f := range in.failures {
+		if res.Refused == nil {
+			res.Refused = map[string]int{}
+		}
+		res.Refused[f.Message]++
+	}
+	return b, res, nil
 }

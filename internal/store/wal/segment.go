@@ -197,6 +197,11 @@ func (s *scanner) readErr(off int64, path string, err error) (scanResult, error)
 // A bad header or frame in an earlier segment returns a *CorruptionError,
 // and an error from fn is returned wrapped. A missing dir holds no records.
 func ReadAll(dir string, fn func(payload []byte) error) error {
+	return ReadAllSeq(dir, func(_ uint64, payload []byte) error { return fn(payload) })
+}
+
+// ReadAllSeq is ReadAll telling fn the number of the segment of each record.
+func ReadAllSeq(dir string, fn func(seq uint64, payload []byte) error) error {
 	seqs, err := listSegments(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -212,7 +217,7 @@ func ReadAll(dir string, fn func(payload []byte) error) error {
 	for i, seq := range seqs {
 		last := i == len(seqs)-1
 		path := filepath.Join(dir, segmentName(seq))
-		_, done, err := readSegment(&s, path, last, fn)
+		_, done, err := readSegment(&s, path, last, func(p []byte) error { return fn(seq, p) })
 		if err != nil || done {
 			return err
 		}

@@ -44,6 +44,10 @@ type Options struct {
 	// file; default DefaultSegmentSize. The records of one Write always land
 	// in one segment, so a segment only exceeds this when one Write does.
 	SegmentSize int64
+	// OnSegment, if set, is called during Open before the records of each
+	// segment are passed to fn, with the segment's number: callers that
+	// checkpoint by segment tell covered records from the rest.
+	OnSegment func(seq uint64)
 }
 
 // Log is an open write-ahead log. Write, Sync and Close must be called from
@@ -137,6 +141,9 @@ func Open(dir string, opts Options, fn func(payload []byte) error) (_ *Log, err 
 	var s scanner
 	var total int64
 	for _, seq := range seqs[:len(seqs)-1] {
+		if opts.OnSegment != nil {
+			opts.OnSegment(seq)
+		}
 		size, _, err := readSegment(&s, filepath.Join(dir, segmentName(seq)), false, fn)
 		if err != nil {
 			return nil, err
@@ -145,6 +152,9 @@ func Open(dir string, opts Options, fn func(payload []byte) error) (_ *Log, err 
 	}
 
 	last := seqs[len(seqs)-1]
+	if opts.OnSegment != nil {
+		opts.OnSegment(last)
+	}
 	path := filepath.Join(dir, segmentName(last))
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -376,6 +386,56 @@ func (l *Log) roll() error {
 	_ = l.seg.Close()
 	l.setSegment(l.seq+1, f)
 	l.size.Add(headerSize)
+	return nil
+}
+
+// Roll syncs the current segment and starts a new one, returning its
+// number: every record written before Roll is in a segment numbered below
+// it. Checkpoints use it to cut the log at a known place.
+func (l *Log) Roll() (uint64, error) {
+	if err := l.usable(); err != nil {
+		return 0, err
+	}
+	if err := l.roll(); err != nil {
+		return 0, err
+	}
+	return l.seq, nil
+}
+
+// Seq is the number of the current segment.
+func (l *Log) Seq() uint64 { return l.seq }
+
+// RemoveBefore deletes the segments numbered below seq (never the current
+// one): their records are checkpointed elsewhere.
+func (l *Log) RemoveBefore(seq uint64) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
+	seqs, err := listSegments(l.dir)
+	if err != nil {
+		return fmt.Errorf("wal: read dir %s: %w", l.dir, err)
+	}
+	removed := false
+	for _, s := range seqs {
+		if s >= seq || s >= l.seq {
+			break
+		}
+		path := filepath.Join(l.dir, segmentName(s))
+		fi, err := os.Stat(path)
+		if err != nil {
+			return fmt.Errorf("wal: remove segment: %w", err)
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("wal: remove segment: %w", err)
+		}
+		l.size.Add(-fi.Size())
+		removed = true
+	}
+	if removed {
+		if err := l.dirf.Sync(); err != nil {
+			return fmt.Errorf("wal: sync dir %s: %w", l.dir, err)
+		}
+	}
 	return nil
 }
 

@@ -790,3 +790,52 @@ func FuzzReadSegment(f *testing.F) {
 		}
 	})
 }
+
+func TestRollAndRemoveBefore(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := l.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		seq, err := l.Roll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq != uint64(i+2) || l.Seq() != seq {
+			t.Fatalf("roll %d: seq %d", i, seq)
+		}
+	}
+	if err := l.Write([]byte{9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RemoveBefore(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	var cur uint64
+	l, err = Open(dir, Options{OnSegment: func(seq uint64) { cur = seq }}, func(p []byte) error {
+		got = append(got, fmt.Sprintf("%d:%d", cur, p[0]))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if fmt.Sprint(got) != "[3:2 4:9]" {
+		t.Fatalf("replayed %v", got)
+	}
+	var seqs []string
+	if err := ReadAllSeq(dir, func(seq uint64, p []byte) error {
+		seqs = append(seqs, fmt.Sprintf("%d:%d", seq, p[0]))
+		return nil
+	}); err != nil || fmt.Sprint(seqs) != "[3:2 4:9]" {
+		t.Fatalf("ReadAllSeq %v %v", seqs, err)
+	}
+}

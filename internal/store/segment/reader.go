@@ -1,0 +1,531 @@
+package segment
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"sort"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/veil-analytics/veil/internal/store/enc"
+)
+
+// File is what a Reader reads: an open segment file.
+type File interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// Reader reads one segment. Its methods are safe for concurrent use; each
+// goroutine passes its own Scratch.
+type Reader struct {
+	f    File
+	path string
+	size int64
+
+	rows      int
+	blockRows int
+	minTime   int64
+	maxTime   int64
+
+	// UserRuns, sorted by user: rows [Start, Start+N) are the user's.
+	users []UserRun
+
+	timeBlocks, eventBlocks, insertBlocks []blockRef
+	cols                                  map[uint32]*column
+	keys                                  []uint32
+
+	zonce sync.Once
+	zdec  *zstd.Decoder
+}
+
+// UserRun is the rows of one user in a segment.
+type UserRun struct {
+	User  uint32
+	Start uint32 // first row
+	N     uint32
+}
+
+type column struct {
+	key      uint32
+	dictLen  int
+	dictRef  blockRef
+	blocks   []blockRef
+	dictOnce sync.Once
+	dict     []Atom
+	dictErr  error
+}
+
+// CorruptError reports a segment that failed a check.
+type CorruptError struct {
+	Path   string
+	Detail string
+}
+
+func (e *CorruptError) Error() string { return "segment " + e.Path + " is corrupt: " + e.Detail }
+
+// Unwrap makes errors.Is(err, ErrCorrupt) true.
+func (e *CorruptError) Unwrap() error { return ErrCorrupt }
+
+// Open opens and checks the segment file at path.
+func Open(path string) (*Reader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	r, err := NewReader(f, path, st.Size())
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// NewReader reads the footer of a segment of size bytes from f; path names
+// it in errors.
+func NewReader(f File, path string, size int64) (*Reader, error) {
+	r := &Reader{f: f, path: path, size: size, cols: make(map[uint32]*column)}
+	if size < int64(len(magic))+16 {
+		return nil, r.corrupt("file of %d bytes is too short", size)
+	}
+	var tail [16]byte
+	if _, err := f.ReadAt(tail[:], size-16); err != nil {
+		return nil, fmt.Errorf("segment %s: %w", path, err)
+	}
+	if [8]byte(tail[8:]) != magic {
+		return nil, r.corrupt("bad trailing magic")
+	}
+	flen := int64(binary.LittleEndian.Uint32(tail[0:]))
+	if flen > size-16-int64(len(magic)) {
+		return nil, r.corrupt("footer length %d exceeds the file", flen)
+	}
+	foot := make([]byte, flen)
+	if _, err := f.ReadAt(foot, size-16-flen); err != nil {
+		return nil, fmt.Errorf("segment %s: %w", path, err)
+	}
+	if crc32.Checksum(foot, crcT) != binary.LittleEndian.Uint32(tail[4:]) {
+		return nil, r.corrupt("footer checksum mismatch")
+	}
+	var head [8]byte
+	if _, err := f.ReadAt(head[:], 0); err != nil {
+		return nil, fmt.Errorf("segment %s: %w", path, err)
+	}
+	if head != magic {
+		return nil, r.corrupt("bad leading magic")
+	}
+	if err := r.parseFooter(foot, size-16-flen); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Reader) corrupt(format string, args ...any) error {
+	return &CorruptError{Path: r.path, Detail: fmt.Sprintf(format, args...)}
+}
+
+// footerReader decodes the footer, remembering the first error.
+type footerReader struct {
+	b   []byte
+	err bool
+}
+
+func (d *footerReader) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = true
+		d.b = nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *footerReader) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = true
+		d.b = nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *footerReader) u32() uint32 {
+	if len(d.b) < 4 {
+		d.err = true
+		d.b = nil
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(d.b)
+	d.b = d.b[4:]
+	return v
+}
+
+// count reads a count that cannot exceed max (so that a corrupt footer
+// cannot make us allocate without bound).
+func (d *footerReader) count(max int) int {
+	v := d.uvarint()
+	if v > uint64(max) {
+		d.err = true
+		d.b = nil
+		return 0
+	}
+	return int(v)
+}
+
+func (d *footerReader) refs(n int, present bool, dataEnd int64) []blockRef {
+	refs := make([]blockRef, n)
+	for i := range refs {
+		refs[i].off = d.uvarint()
+		refs[i].len = uint32(d.count(1 << 30))
+		refs[i].crc = d.u32()
+		if present {
+			refs[i].present = uint32(d.count(BlockRows))
+		}
+		if refs[i].len > 0 && (refs[i].off < uint64(len(magic)) || refs[i].off+uint64(refs[i].len) > uint64(dataEnd)) {
+			d.err = true
+		}
+	}
+	return refs
+}
+
+func (r *Reader) parseFooter(foot []byte, dataEnd int64) error {
+	d := &footerReader{b: foot}
+	if v := d.uvarint(); v != formatVersion {
+		return r.corrupt("unknown format version %d", v)
+	}
+	// A block takes at least one byte per column, so the file size bounds
+	// every count.
+	limit := int(min(dataEnd, 1<<40))
+	r.rows = d.count(limit * BlockRows)
+	r.blockRows = d.count(1 << 20)
+	nb := d.count(limit)
+	r.minTime, r.maxTime = d.varint(), d.varint()
+	if d.err || r.blockRows != BlockRows || nb != (r.rows+BlockRows-1)/BlockRows {
+		return r.corrupt("bad header fields")
+	}
+	nu := d.count(r.rows)
+	r.users = make([]UserRun, nu)
+	var user, start uint64
+	for i := range r.users {
+		delta := d.uvarint()
+		n := d.uvarint()
+		user += delta
+		if (i > 0 && delta == 0) || user > 1<<32-1 || n == 0 || start+n > uint64(r.rows) {
+			return r.corrupt("bad user table at entry %d", i)
+		}
+		r.users[i] = UserRun{User: uint32(user), Start: uint32(start), N: uint32(n)}
+		start += n
+	}
+	if start != uint64(r.rows) {
+		return r.corrupt("user table covers %d of %d rows", start, r.rows)
+	}
+	r.timeBlocks = d.refs(nb, false, dataEnd)
+	r.eventBlocks = d.refs(nb, false, dataEnd)
+	r.insertBlocks = d.refs(nb, false, dataEnd)
+	for i := range r.timeBlocks {
+		r.timeBlocks[i].min = d.varint()
+		r.timeBlocks[i].max = r.timeBlocks[i].min + int64(d.uvarint())
+	}
+	nc := d.count(limit)
+	for range nc {
+		if d.err {
+			break
+		}
+		key := uint32(d.count(1<<32 - 1))
+		c := &column{key: key, dictLen: d.count(maxDictAtoms)}
+		c.dictRef = d.refs(1, false, dataEnd)[0]
+		c.blocks = d.refs(nb, true, dataEnd)
+		if _, dup := r.cols[key]; dup {
+			return r.corrupt("column %d appears twice", key)
+		}
+		r.cols[key] = c
+		r.keys = append(r.keys, key)
+	}
+	if d.err || len(d.b) != 0 {
+		return r.corrupt("malformed footer")
+	}
+	sort.Slice(r.keys, func(i, j int) bool { return r.keys[i] < r.keys[j] })
+	return nil
+}
+
+// Path is the file's path.
+func (r *Reader) Path() string { return r.path }
+
+// Size is the file's size in bytes.
+func (r *Reader) Size() int64 { return r.size }
+
+// Rows is the number of rows.
+func (r *Reader) Rows() int { return r.rows }
+
+// Blocks is the number of blocks; block b holds rows [b*BlockRows, ...).
+func (r *Reader) Blocks() int { return len(r.timeBlocks) }
+
+// TimeRange is the smallest and largest time of the segment.
+func (r *Reader) TimeRange() (lo, hi int64) { return r.minTime, r.maxTime }
+
+// BlockTimeRange is the zone map of block b's time column.
+func (r *Reader) BlockTimeRange(b int) (lo, hi int64) {
+	return r.timeBlocks[b].min, r.timeBlocks[b].max
+}
+
+// Users is the user table, sorted by user. It must not be modified.
+func (r *Reader) Users() []UserRun { return r.users }
+
+// Keys are the property keys with a column, sorted.
+func (r *Reader) Keys() []uint32 { return r.keys }
+
+// HasKey reports whether the segment has a column for key.
+func (r *Reader) HasKey(key uint32) bool { return r.cols[key] != nil }
+
+// Present is how many rows of block b have a value for key.
+func (r *Reader) Present(key uint32, b int) int {
+	if c := r.cols[key]; c != nil {
+		return int(c.blocks[b].present)
+	}
+	return 0
+}
+
+// Close closes the file.
+func (r *Reader) Close() error {
+	if r.zdec != nil {
+		r.zdec.Close()
+	}
+	return r.f.Close()
+}
+
+// Scratch holds one goroutine's read buffers.
+type Scratch struct {
+	raw   []byte
+	plain []byte
+}
+
+// readBlock reads and checks one block into s.raw.
+func (r *Reader) readBlock(s *Scratch, ref blockRef, what string, b int) ([]byte, error) {
+	if cap(s.raw) < int(ref.len) {
+		s.raw = make([]byte, ref.len)
+	}
+	buf := s.raw[:ref.len]
+	if _, err := r.f.ReadAt(buf, int64(ref.off)); err != nil {
+		return nil, fmt.Errorf("segment %s: reading %s block %d: %w", r.path, what, b, err)
+	}
+	if crc32.Checksum(buf, crcT) != ref.crc {
+		return nil, r.corrupt("%s block %d: checksum mismatch", what, b)
+	}
+	return buf, nil
+}
+
+// Times decodes block b's times into dst.
+func (r *Reader) Times(s *Scratch, b int, dst []int64) ([]int64, error) {
+	buf, err := r.readBlock(s, r.timeBlocks[b], "time", b)
+	if err != nil {
+		return nil, err
+	}
+	out, _, err := enc.DecodeInt64s(dst, buf)
+	return checkLenOf(r, out, err, "time", b)
+}
+
+// Events decodes block b's event codes into dst.
+func (r *Reader) Events(s *Scratch, b int, dst []uint32) ([]uint32, error) {
+	buf, err := r.readBlock(s, r.eventBlocks[b], "event", b)
+	if err != nil {
+		return nil, err
+	}
+	out, _, err := enc.DecodeUint32s(dst, buf)
+	return checkLenOf(r, out, err, "event", b)
+}
+
+// Inserts decodes block b's $insert_ids ("" = none) into dst. The
+// strings share one allocation per block.
+func (r *Reader) Inserts(s *Scratch, b int, dst []string) ([]string, error) {
+	plain, err := r.unzstd(s, r.insertBlocks[b], "insert_id", b)
+	if err != nil {
+		return nil, err
+	}
+	all := string(plain)
+	dst = dst[:0]
+	d := &footerReader{b: plain}
+	for len(d.b) > 0 {
+		l := d.count(len(d.b))
+		pos := len(plain) - len(d.b)
+		if d.err || l > len(d.b) {
+			return nil, r.corrupt("insert_id block %d: malformed", b)
+		}
+		dst = append(dst, all[pos:pos+l])
+		d.b = d.b[l:]
+	}
+	if len(dst) != r.blockLen(b) {
+		return nil, r.corrupt("insert_id block %d has %d rows, want %d", b, len(dst), r.blockLen(b))
+	}
+	return dst, nil
+}
+
+func checkLenOf[T any](r *Reader, out []T, err error, what string, b int) ([]T, error) {
+	if err != nil {
+		return nil, r.corrupt("%s block %d: %v", what, b, err)
+	}
+	if len(out) != r.blockLen(b) {
+		return nil, r.corrupt("%s block %d has %d rows, want %d", what, b, len(out), r.blockLen(b))
+	}
+	return out, nil
+}
+
+// blockLen is the number of rows of block b.
+func (r *Reader) blockLen(b int) int {
+	if b == len(r.timeBlocks)-1 {
+		return r.rows - b*BlockRows
+	}
+	return BlockRows
+}
+
+// PropBlock is one block of a property column: dictionary codes (0 =
+// absent) into the column's Dict, or, when the dictionary was full, the
+// atoms themselves ("" = absent). Exactly one of Codes and Atoms is set.
+type PropBlock struct {
+	Codes []uint32
+	Atoms []Atom
+}
+
+// Dict is key's dictionary: code c ≥ 1 stands for Dict[c-1]. It is read
+// on first use and shared; it must not be modified.
+func (r *Reader) Dict(key uint32) ([]Atom, error) {
+	c := r.cols[key]
+	if c == nil {
+		return nil, nil
+	}
+	c.dictOnce.Do(func() {
+		var s Scratch
+		plain, err := r.unzstd(&s, c.dictRef, "dictionary", int(key))
+		if err != nil {
+			c.dictErr = err
+			return
+		}
+		d := &footerReader{b: plain}
+		n := d.count(maxDictAtoms)
+		if n != c.dictLen {
+			c.dictErr = r.corrupt("dictionary of key %d has %d atoms, want %d", key, n, c.dictLen)
+			return
+		}
+		all := string(plain) // one allocation for every atom
+		pos := len(plain) - len(d.b)
+		atoms := make([]Atom, n)
+		for i := range atoms {
+			l := d.count(len(d.b))
+			pos = len(plain) - len(d.b)
+			if d.err || l == 0 || l > len(d.b) {
+				c.dictErr = r.corrupt("dictionary of key %d: malformed entry %d", key, i)
+				return
+			}
+			atoms[i] = Atom(all[pos : pos+l])
+			if !atoms[i].valid() {
+				c.dictErr = r.corrupt("dictionary of key %d: malformed value %d", key, i)
+				return
+			}
+			d.b = d.b[l:]
+		}
+		if len(d.b) != 0 {
+			c.dictErr = r.corrupt("dictionary of key %d: trailing bytes", key)
+			return
+		}
+		c.dict = atoms
+	})
+	return c.dict, c.dictErr
+}
+
+// Prop decodes block b of key's column, reusing codes and atoms. A key
+// without a column, or a block where it never occurs, is all absent:
+// PropBlock{} (both nil).
+func (r *Reader) Prop(s *Scratch, key uint32, b int, codes []uint32, atoms []Atom) (PropBlock, error) {
+	c := r.cols[key]
+	if c == nil || c.blocks[b].len == 0 {
+		return PropBlock{}, nil
+	}
+	buf, err := r.readBlock(s, c.blocks[b], "property", b)
+	if err != nil {
+		return PropBlock{}, err
+	}
+	switch buf[0] {
+	case blockCodes:
+		out, _, err := enc.DecodeUint32s(codes, buf[1:])
+		if out, err = checkLenOf(r, out, err, "property", b); err != nil {
+			return PropBlock{}, err
+		}
+		for _, code := range out {
+			if int(code) > c.dictLen {
+				return PropBlock{}, r.corrupt("property %d block %d: code %d beyond the dictionary", key, b, code)
+			}
+		}
+		return PropBlock{Codes: out}, nil
+	case blockRaw:
+		plain, err := r.unzstdBytes(s, buf[1:])
+		if err != nil {
+			return PropBlock{}, r.corrupt("property %d block %d: %v", key, b, err)
+		}
+		all := string(plain)
+		atoms = atoms[:0]
+		d := &footerReader{b: plain}
+		for len(d.b) > 0 && !d.err {
+			l := d.count(len(d.b))
+			pos := len(plain) - len(d.b)
+			if d.err || l > len(d.b) {
+				break
+			}
+			a := Atom(all[pos : pos+l])
+			if l > 0 && !a.valid() {
+				return PropBlock{}, r.corrupt("property %d block %d: malformed value", key, b)
+			}
+			atoms = append(atoms, a)
+			d.b = d.b[l:]
+		}
+		if d.err || len(atoms) != r.blockLen(b) {
+			return PropBlock{}, r.corrupt("property %d block %d: malformed raw values", key, b)
+		}
+		return PropBlock{Atoms: atoms}, nil
+	}
+	return PropBlock{}, r.corrupt("property %d block %d: unknown block kind %d", key, b, buf[0])
+}
+
+// unzstd reads a block holding (uvarint plain length, zstd frame).
+func (r *Reader) unzstd(s *Scratch, ref blockRef, what string, b int) ([]byte, error) {
+	buf, err := r.readBlock(s, ref, what, b)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := r.unzstdBytes(s, buf)
+	if err != nil {
+		return nil, r.corrupt("%s %d: %v", what, b, err)
+	}
+	return plain, nil
+}
+
+func (r *Reader) unzstdBytes(s *Scratch, buf []byte) ([]byte, error) {
+	n, k := binary.Uvarint(buf)
+	if k <= 0 || n > 1<<30 {
+		return nil, fmt.Errorf("bad length")
+	}
+	r.zonce.Do(func() {
+		r.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+	})
+	if cap(s.plain) < int(n) {
+		s.plain = make([]byte, 0, n)
+	}
+	plain, err := r.zdec.DecodeAll(buf[k:], s.plain[:0])
+	if err != nil {
+		return nil, err
+	}
+	if len(plain) != int(n) {
+		return nil, fmt.Errorf("inflated to %d bytes, want %d", len(plain), n)
+	}
+	s.plain = plain
+	return plain, nil
+}

@@ -1,0 +1,346 @@
+package segment
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/veil-analytics/veil/internal/store/enc"
+)
+
+// BlockRows is the number of rows of a block: the unit of decoding, of
+// zone maps and of checksums.
+const BlockRows = 8192
+
+// maxDictAtoms and maxDictBytes bound a column's dictionary; blocks written
+// after it is full store their values raw (zstd-compressed).
+const (
+	maxDictAtoms = 1 << 16
+	maxDictBytes = 4 << 20
+)
+
+var (
+	magic = [8]byte{'V', 'E', 'I', 'L', 'S', 'E', 'G', 1}
+	crcT  = crc32.MakeTable(crc32.Castagnoli)
+	// ErrCorrupt is wrapped by every error about a malformed segment.
+	ErrCorrupt = errors.New("segment: corrupt")
+	// ErrOrder is returned by Writer.Append for rows out of (user, time) order.
+	ErrOrder = errors.New("segment: rows out of (user, time) order")
+)
+
+// Prop is one property of a row: a key code and its atom (see AppendAtom).
+type Prop struct {
+	Key  uint32
+	Atom string
+}
+
+// Writer streams rows, sorted by (user, time), into a segment file.
+type Writer struct {
+	w   *bufio.Writer
+	off int64
+	err error
+
+	rows     int
+	lastUser uint32
+	lastTime int64
+	minTime  int64
+	maxTime  int64
+
+	users []userRun
+
+	// The current block.
+	times   []int64
+	events  []uint32
+	inserts []string
+
+	timeBlocks, eventBlocks, insertBlocks []blockRef
+	cols                                  map[uint32]*colWriter
+	keys                                  []uint32 // in order of first appearance
+
+	buf  []byte
+	u64  []uint64
+	zenc *zstd.Encoder
+}
+
+type userRun struct {
+	user uint32
+	n    uint32
+}
+
+// blockRef locates one column block in the file.
+type blockRef struct {
+	off     uint64
+	len     uint32
+	crc     uint32
+	present uint32 // rows with a value (property columns)
+	min     int64  // time column: zone map
+	max     int64
+}
+
+type colWriter struct {
+	key     uint32
+	dict    map[string]uint32 // atom → code (codes start at 1; 0 = absent)
+	atoms   []string
+	bytes   int
+	codes   []uint32 // current block, one per row (0 = absent)
+	raw     []string // current block when the dictionary is full ("" = absent)
+	rawMode bool     // the current block is raw
+	present uint32
+	blocks  []blockRef
+}
+
+// NewWriter returns a Writer writing to w.
+func NewWriter(w io.Writer) *Writer {
+	sw := &Writer{w: bufio.NewWriterSize(w, 1<<20), cols: make(map[uint32]*colWriter),
+		minTime: math.MaxInt64, maxTime: math.MinInt64}
+	sw.write(magic[:])
+	return sw
+}
+
+// Rows is the number of rows appended so far.
+func (w *Writer) Rows() int { return w.rows }
+
+// Append adds a row. Rows must come sorted by (user, time); props must not
+// repeat a key.
+func (w *Writer) Append(user uint32, t int64, ev uint32, insert string, props []Prop) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.rows > 0 && (user < w.lastUser || user == w.lastUser && t < w.lastTime) {
+		return ErrOrder
+	}
+	if n := len(w.users); n > 0 && w.users[n-1].user == user {
+		w.users[n-1].n++
+	} else {
+		w.users = append(w.users, userRun{user: user, n: 1})
+	}
+	w.lastUser, w.lastTime = user, t
+	w.minTime, w.maxTime = min(w.minTime, t), max(w.maxTime, t)
+	i := len(w.times)
+	w.times = append(w.times, t)
+	w.events = append(w.events, ev)
+	w.inserts = append(w.inserts, insert)
+	for _, p := range props {
+		c := w.cols[p.Key]
+		if c == nil {
+			// Blocks before the key appeared are empty (length 0: all absent).
+			c = &colWriter{key: p.Key, dict: make(map[string]uint32), blocks: make([]blockRef, len(w.timeBlocks))}
+			w.cols[p.Key] = c
+			w.keys = append(w.keys, p.Key)
+		}
+		c.set(i, p.Atom)
+	}
+	w.rows++
+	if len(w.times) == BlockRows {
+		w.flushBlock()
+	}
+	return w.err
+}
+
+// set gives the column its value at row i of the current block.
+func (c *colWriter) set(i int, atom string) {
+	if c.rawMode {
+		for len(c.raw) < i {
+			c.raw = append(c.raw, "")
+		}
+		c.raw = append(c.raw, atom)
+		c.present++
+		return
+	}
+	code, ok := c.dict[atom]
+	if !ok {
+		if len(c.atoms) >= maxDictAtoms || c.bytes+len(atom) > maxDictBytes {
+			// The dictionary is full: this block goes raw from here.
+			c.rawMode = true
+			c.raw = c.raw[:0]
+			for _, code := range c.codes {
+				if code == 0 {
+					c.raw = append(c.raw, "")
+				} else {
+					c.raw = append(c.raw, c.atoms[code-1])
+				}
+			}
+			c.set(i, atom)
+			return
+		}
+		c.atoms = append(c.atoms, atom)
+		c.bytes += len(atom)
+		code = uint32(len(c.atoms))
+		c.dict[atom] = code
+	}
+	for len(c.codes) < i {
+		c.codes = append(c.codes, 0)
+	}
+	c.codes = append(c.codes, code)
+	c.present++
+}
+
+func (w *Writer) write(b []byte) {
+	if w.err != nil {
+		return
+	}
+	n, err := w.w.Write(b)
+	w.off += int64(n)
+	w.err = err
+}
+
+// block writes one column block and returns its reference.
+func (w *Writer) block(b []byte) blockRef {
+	ref := blockRef{off: uint64(w.off), len: uint32(len(b)), crc: crc32.Checksum(b, crcT)}
+	w.write(b)
+	return ref
+}
+
+func (w *Writer) flushBlock() {
+	n := len(w.times)
+	if n == 0 {
+		return
+	}
+	w.buf = enc.AppendInt64s(w.buf[:0], w.times)
+	ref := w.block(w.buf)
+	ref.min, ref.max = w.times[0], w.times[0]
+	for _, t := range w.times {
+		ref.min, ref.max = min(ref.min, t), max(ref.max, t)
+	}
+	w.timeBlocks = append(w.timeBlocks, ref)
+	w.buf = enc.AppendUint32s(w.buf[:0], w.events)
+	w.eventBlocks = append(w.eventBlocks, w.block(w.buf))
+	// $insert_ids are random tokens: no dictionary helps, zstd does a bit.
+	w.buf = w.rawBlock(w.buf[:0], w.inserts)
+	w.insertBlocks = append(w.insertBlocks, w.block(w.buf))
+
+	for _, k := range w.keys {
+		c := w.cols[k]
+		w.buf = w.buf[:0]
+		if c.rawMode {
+			for len(c.raw) < n {
+				c.raw = append(c.raw, "")
+			}
+			w.buf = append(w.buf, blockRaw)
+			w.buf = w.rawBlock(w.buf, c.raw)
+		} else {
+			for len(c.codes) < n {
+				c.codes = append(c.codes, 0)
+			}
+			w.buf = append(w.buf, blockCodes)
+			w.buf = enc.AppendUint32s(w.buf, c.codes)
+		}
+		ref := w.block(w.buf)
+		ref.present = c.present
+		c.blocks = append(c.blocks, ref)
+		c.codes, c.raw, c.present = c.codes[:0], c.raw[:0], 0
+		c.rawMode = len(c.atoms) >= maxDictAtoms || c.bytes >= maxDictBytes
+	}
+	w.times, w.events, w.inserts = w.times[:0], w.events[:0], w.inserts[:0]
+}
+
+// Block kinds of a property column.
+const (
+	blockCodes = 1 // dictionary codes, 0 = absent
+	blockRaw   = 2 // zstd of (uvarint length, atom) per row, length 0 = absent
+)
+
+func (w *Writer) rawBlock(dst []byte, atoms []string) []byte {
+	var plain []byte
+	for _, a := range atoms {
+		plain = binary.AppendUvarint(plain, uint64(len(a)))
+		plain = append(plain, a...)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(plain)))
+	return w.zstd().EncodeAll(plain, dst)
+}
+
+func (w *Writer) zstd() *zstd.Encoder {
+	if w.zenc == nil {
+		w.zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	}
+	return w.zenc
+}
+
+// Close writes the last block, the dictionaries and the footer. It does not
+// close the underlying writer (the caller syncs and renames the file).
+func (w *Writer) Close() error {
+	w.flushBlock()
+	if w.zenc != nil {
+		defer w.zenc.Close()
+	}
+	// Dictionaries: one zstd block per column, read when first needed.
+	dicts := make([]blockRef, len(w.keys))
+	for i, k := range w.keys {
+		c := w.cols[k]
+		var plain []byte
+		plain = binary.AppendUvarint(plain, uint64(len(c.atoms)))
+		for _, a := range c.atoms {
+			plain = binary.AppendUvarint(plain, uint64(len(a)))
+			plain = append(plain, a...)
+		}
+		w.buf = binary.AppendUvarint(w.buf[:0], uint64(len(plain)))
+		w.buf = w.zstd().EncodeAll(plain, w.buf)
+		dicts[i] = w.block(w.buf)
+	}
+
+	f := binary.AppendUvarint(nil, formatVersion)
+	f = binary.AppendUvarint(f, uint64(w.rows))
+	f = binary.AppendUvarint(f, BlockRows)
+	f = binary.AppendUvarint(f, uint64(len(w.timeBlocks)))
+	if w.rows == 0 {
+		w.minTime, w.maxTime = 0, 0
+	}
+	f = binary.AppendVarint(f, w.minTime)
+	f = binary.AppendVarint(f, w.maxTime)
+	f = binary.AppendUvarint(f, uint64(len(w.users)))
+	prev := uint32(0)
+	for _, u := range w.users {
+		f = binary.AppendUvarint(f, uint64(u.user-prev))
+		f = binary.AppendUvarint(f, uint64(u.n))
+		prev = u.user
+	}
+	for _, refs := range [][]blockRef{w.timeBlocks, w.eventBlocks, w.insertBlocks} {
+		f = appendRefs(f, refs, false)
+	}
+	for _, r := range w.timeBlocks {
+		f = binary.AppendVarint(f, r.min)
+		f = binary.AppendUvarint(f, uint64(r.max-r.min))
+	}
+	f = binary.AppendUvarint(f, uint64(len(w.keys)))
+	for i, k := range w.keys {
+		c := w.cols[k]
+		f = binary.AppendUvarint(f, uint64(k))
+		f = binary.AppendUvarint(f, uint64(len(c.atoms)))
+		f = appendRefs(f, dicts[i:i+1], false)
+		f = appendRefs(f, c.blocks, true)
+	}
+	w.write(f)
+	var tail [16]byte
+	binary.LittleEndian.PutUint32(tail[0:], uint32(len(f)))
+	binary.LittleEndian.PutUint32(tail[4:], crc32.Checksum(f, crcT))
+	copy(tail[8:], magic[:])
+	w.write(tail[:])
+	if w.err == nil {
+		w.err = w.w.Flush()
+	}
+	if w.err != nil {
+		return fmt.Errorf("segment: write: %w", w.err)
+	}
+	return nil
+}
+
+const formatVersion = 1
+
+func appendRefs(f []byte, refs []blockRef, present bool) []byte {
+	for _, r := range refs {
+		f = binary.AppendUvarint(f, r.off)
+		f = binary.AppendUvarint(f, uint64(r.len))
+		f = binary.LittleEndian.AppendUint32(f, r.crc)
+		if present {
+			f = binary.AppendUvarint(f, uint64(r.present))
+		}
+	}
+	return f
+}

@@ -1,0 +1,320 @@
+package table
+
+import (
+	"cmp"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/veil-analytics/veil/internal/event"
+	"github.com/veil-analytics/veil/internal/store/segment"
+)
+
+// Buffer holds rows that a Flush will write. It is not safe for concurrent
+// use; the Table methods that fill it lock the table.
+type Buffer struct {
+	parts    map[int32]*partRows
+	atoms    map[string]uint32 // interned property values of this buffer
+	atomList []string
+	bytes    int
+	rows     int
+	scratch  []byte
+	// Suppressed counts events not added because their person is erased.
+	Suppressed int
+}
+
+// partRows are one day's rows in arrival order.
+type partRows struct {
+	users       []uint32
+	times       []int64
+	events      []uint32
+	inserts     []uint32 // per row, the end of its $insert_id in insertBytes
+	insertBytes []byte
+	propEnd     []uint32 // per row, the end of its properties in props
+	props       []uint64 // key code << 32 | atom index
+}
+
+// NewBuffer returns an empty buffer.
+func NewBuffer() *Buffer {
+	return &Buffer{parts: map[int32]*partRows{}, atoms: map[string]uint32{}}
+}
+
+// Rows is the number of rows held.
+func (b *Buffer) Rows() int { return b.rows }
+
+// Bytes estimates the memory the rows hold.
+func (b *Buffer) Bytes() int { return b.bytes }
+
+// Reset empties the buffer, keeping its memory.
+func (b *Buffer) Reset() {
+	clear(b.parts)
+	clear(b.atoms)
+	b.atomList = b.atomList[:0]
+	b.bytes, b.rows, b.Suppressed = 0, 0, 0
+}
+
+// Add resolves the events' distinct ids, names and property keys to the
+// table's codes (assigning new ones) and adds them to b.
+func (t *Table) Add(b *Buffer, evs []event.Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range evs {
+		e := &evs[i]
+		day := DayOf(e.Time)
+		p := b.parts[day]
+		if p == nil {
+			p = &partRows{}
+			b.parts[day] = p
+		}
+		user := t.ids.Canonical(t.ids.Ordinal(e.DistinctID))
+		if t.erased[user] {
+			b.Suppressed++
+			continue
+		}
+		p.users = append(p.users, user)
+		p.times = append(p.times, e.Time)
+		p.events = append(p.events, t.eventCodeLocked(e.Name))
+		p.insertBytes = append(p.insertBytes, e.InsertID...)
+		p.inserts = append(p.inserts, uint32(len(p.insertBytes)))
+		if e.DistinctID != t.ids.ID(user) {
+			// An id merged into another person's: keep the id the event
+			// was sent with, as Mixpanel's export does.
+			b.scratch = segment.AppendAtom(b.scratch[:0], event.StringValue(e.DistinctID))
+			p.props = append(p.props, uint64(t.keyCodeLocked(DistinctIDKey))<<32|uint64(b.atom(b.scratch)))
+		}
+		for _, f := range e.Props {
+			b.scratch = segment.AppendAtom(b.scratch[:0], f.Value)
+			p.props = append(p.props, uint64(t.keyCodeLocked(f.Key))<<32|uint64(b.atom(b.scratch)))
+		}
+		p.propEnd = append(p.propEnd, uint32(len(p.props)))
+		b.bytes += 4 + 8 + 4 + 4 + len(e.InsertID) + 4 + 8*len(e.Props)
+		b.rows++
+	}
+}
+
+// DistinctIDKey is the property that keeps an event's distinct id when it
+// differs from its person's (after an identity merge).
+const DistinctIDKey = "$distinct_id"
+
+// atom interns an atom.
+func (b *Buffer) atom(a []byte) uint32 {
+	i, ok := b.atoms[string(a)]
+	if !ok {
+		i = uint32(len(b.atomList))
+		s := string(a)
+		b.atoms[s] = i
+		b.atomList = append(b.atomList, s)
+		b.bytes += len(s) + 40
+	}
+	return i
+}
+
+// Link records that two distinct ids are one person (an identity merge):
+// rows added later for either go to the same user.
+func (t *Table) Link(from, to string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ids.Merge(t.ids.Ordinal(from), t.ids.Ordinal(to))
+}
+
+func (t *Table) eventCodeLocked(name string) uint32 {
+	c, ok := t.events[name]
+	if !ok {
+		c = uint32(len(t.events))
+		t.events[strings.Clone(name)] = c
+	}
+	return c
+}
+
+func (t *Table) keyCodeLocked(k string) uint32 {
+	c, ok := t.keys[k]
+	if !ok {
+		c = uint32(len(t.keys))
+		t.keys[strings.Clone(k)] = c
+	}
+	return c
+}
+
+// namesOf lists a code map's names by code.
+func namesOf(m map[string]uint32) []string {
+	out := make([]string, len(m))
+	for name, c := range m {
+		out[c] = name
+	}
+	return out
+}
+
+// Flush writes b's rows as one new segment per day, then commits them with
+// the ordinals and codes they use. On success b is empty.
+func (t *Table) Flush(b *Buffer) error {
+	if b.rows == 0 {
+		b.Reset()
+		return t.commitCodes()
+	}
+	days := make([]int32, 0, len(b.parts))
+	for d, p := range b.parts {
+		if len(p.users) > 0 {
+			days = append(days, d)
+		}
+	}
+	slices.Sort(days)
+	seq := t.reserveSeq(len(days))
+	var refs []segmentRef
+	var written []string
+	fail := func(err error) error {
+		for _, p := range written {
+			os.Remove(p)
+		}
+		return err
+	}
+	for i, d := range days {
+		ref, err := t.writeSegment(d, seq+uint64(i), 0, func(w *segment.Writer) error {
+			return b.parts[d].writeTo(w, b.atomList)
+		})
+		if err != nil {
+			return fail(err)
+		}
+		written = append(written, filepath.Join(t.dir, ref.File))
+		refs = append(refs, ref)
+	}
+	if err := t.commitAdd(refs, nil); err != nil {
+		return fail(err)
+	}
+	b.Reset()
+	return nil
+}
+
+// reserveSeq hands out n segment sequence numbers.
+func (t *Table) reserveSeq(n int) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.man.Seq + 1
+	t.man.Seq += uint64(n)
+	return s
+}
+
+// writeSegment writes one segment file of day through fill: to a
+// temporary name, fsync'd, then renamed (the manifest commit that follows
+// makes it part of the table).
+func (t *Table) writeSegment(day int32, seq uint64, level int, fill func(*segment.Writer) error) (segmentRef, error) {
+	dir := filepath.Join(t.dir, dayName(day))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return segmentRef{}, err
+	}
+	name := fmt.Sprintf("%012d.seg", seq)
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return segmentRef{}, err
+	}
+	w := segment.NewWriter(f)
+	err = fill(w)
+	if err == nil {
+		err = w.Close()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(path+".tmp", path)
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		os.Remove(path + ".tmp")
+		return segmentRef{}, fmt.Errorf("table: writing %s: %w", path, err)
+	}
+	r, err := segment.Open(path)
+	if err != nil {
+		return segmentRef{}, err
+	}
+	lo, hi := r.TimeRange()
+	ref := segmentRef{Day: day, File: filepath.Join(dayName(day), name), Rows: r.Rows(), Bytes: r.Size(),
+		Level: level, MinTime: lo, MaxTime: hi}
+	h := &handle{ref: ref, r: r, path: path}
+	h.refs.Store(1)
+	t.mu.Lock()
+	t.segs[ref.File] = h // not in the manifest until committed
+	t.mu.Unlock()
+	return ref, nil
+}
+
+// commitAdd commits the current codes and ordinals with segments added and
+// removed.
+func (t *Table) commitAdd(add []segmentRef, remove map[string]bool) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n, err := t.ids.Sync(t.users)
+	if err == nil {
+		err = t.users.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("table %s: writing user ordinals: %w", t.dir, err)
+	}
+	m := t.man
+	m.UsersBytes += n
+	m.Events = namesOf(t.events)
+	m.Keys = namesOf(t.keys)
+	m.Segments = nil
+	for _, r := range t.man.Segments {
+		if !remove[r.File] {
+			m.Segments = append(m.Segments, r)
+		}
+	}
+	m.Segments = append(m.Segments, add...)
+	sort.SliceStable(m.Segments, func(i, j int) bool { return m.Segments[i].Day < m.Segments[j].Day })
+	if err := t.commitLocked(m); err != nil {
+		return err
+	}
+	for f := range remove {
+		if h := t.segs[f]; h != nil {
+			delete(t.segs, f)
+			h.gone.Store(true)
+			h.release()
+		}
+	}
+	return nil
+}
+
+func (t *Table) commitCodes() error { return t.commitAdd(nil, nil) }
+
+// writeTo writes the rows sorted by (user, time, arrival).
+func (p *partRows) writeTo(w *segment.Writer, atoms []string) error {
+	n := len(p.users)
+	perm := make([]uint32, n)
+	for i := range perm {
+		perm[i] = uint32(i)
+	}
+	slices.SortFunc(perm, func(a, b uint32) int {
+		if c := cmp.Compare(p.users[a], p.users[b]); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(p.times[a], p.times[b]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	var props []segment.Prop
+	for _, i := range perm {
+		start, istart := uint32(0), uint32(0)
+		if i > 0 {
+			start, istart = p.propEnd[i-1], p.inserts[i-1]
+		}
+		insert := string(p.insertBytes[istart:p.inserts[i]])
+		props = props[:0]
+		for _, kv := range p.props[start:p.propEnd[i]] {
+			props = append(props, segment.Prop{Key: uint32(kv >> 32), Atom: atoms[uint32(kv)]})
+		}
+		if err := w.Append(p.users[i], p.times[i], p.events[i], insert, props); err != nil {
+			return err
+		}
+	}
+	return nil
+}

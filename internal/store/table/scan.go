@@ -1,0 +1,503 @@
+package table
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/veil-analytics/veil/internal/store/segment"
+)
+
+// Snapshot is a consistent view of a table: the segments committed when it
+// was taken stay readable until Release, whatever flushes and compactions
+// do meanwhile.
+type Snapshot struct {
+	parts  []snapPart // ascending by day
+	events []string
+	keys   []string
+	erased map[uint32]bool
+	users  int
+	once   sync.Once
+}
+
+type snapPart struct {
+	day  int32
+	segs []*handle
+}
+
+// Snapshot takes a snapshot; the caller must Release it.
+func (t *Table) Snapshot() *Snapshot {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := &Snapshot{events: slices.Clone(t.man.Events), keys: slices.Clone(t.man.Keys),
+		erased: make(map[uint32]bool, len(t.erased)), users: t.ids.Len()}
+	for u := range t.erased {
+		s.erased[u] = true
+	}
+	for _, ref := range t.man.Segments { // sorted by day
+		h := t.segs[ref.File]
+		h.refs.Add(1)
+		if n := len(s.parts); n == 0 || s.parts[n-1].day != ref.Day {
+			s.parts = append(s.parts, snapPart{day: ref.Day})
+		}
+		p := &s.parts[len(s.parts)-1]
+		p.segs = append(p.segs, h)
+	}
+	return s
+}
+
+// Release lets the snapshot's segments go.
+func (s *Snapshot) Release() {
+	s.once.Do(func() {
+		for _, p := range s.parts {
+			for _, h := range p.segs {
+				h.release()
+			}
+		}
+	})
+}
+
+// Events are the event names by code.
+func (s *Snapshot) Events() []string { return s.events }
+
+// Keys are the property keys by code.
+func (s *Snapshot) Keys() []string { return s.keys }
+
+// Users is one more than the largest user ordinal.
+func (s *Snapshot) Users() int { return s.users }
+
+// EventCode returns the code of an event name.
+func (s *Snapshot) EventCode(name string) (uint32, bool) {
+	i := slices.Index(s.events, name)
+	return uint32(i), i >= 0
+}
+
+// KeyCode returns the code of a property key.
+func (s *Snapshot) KeyCode(key string) (uint32, bool) {
+	i := slices.Index(s.keys, key)
+	return uint32(i), i >= 0
+}
+
+// Rows is the number of stored rows, erased users included.
+func (s *Snapshot) Rows() int64 {
+	var n int64
+	for _, p := range s.parts {
+		for _, h := range p.segs {
+			n += int64(h.r.Rows())
+		}
+	}
+	return n
+}
+
+// ScanSpec says what a scan reads.
+type ScanSpec struct {
+	// From and To bound the event time in Unix ms, [From, To); To == 0
+	// means no upper bound.
+	From, To int64
+	// Keys are the property columns to read, by code.
+	Keys []uint32
+	// UserLo and UserHi bound the user ordinals, [UserLo, UserHi); UserHi
+	// == 0 means no upper bound.
+	UserLo, UserHi uint32
+
+	// InsertIDs reads the $insert_ids too (Sequence.InsertIDs).
+	InsertIDs bool
+}
+
+// Sequence is one user's rows in time order. Its slices are reused for the
+// next user: a visitor must copy what it keeps.
+type Sequence struct {
+	User   uint32
+	Times  []int64
+	Events []uint32
+	// Props[k][i] is the value of ScanSpec.Keys[k] at row i, "" if absent.
+	Props [][]segment.Atom
+
+	// InsertIDs[i] is row i's $insert_id ("" for none) when
+	// ScanSpec.InsertIDs is set.
+	InsertIDs []string
+}
+
+// Len is the number of rows.
+func (q *Sequence) Len() int { return len(q.Times) }
+
+// cursor walks one segment's users in order.
+type cursor struct {
+	h    *handle
+	r    *segment.Reader
+	part int
+	ui   int // next entry of the user table
+	uend int
+
+	block   int // decoded block, -1 for none
+	times   []int64
+	events  []uint32
+	inserts []string
+	props   []segment.PropBlock
+	dicts   [][]segment.Atom
+	codes   [][]uint32
+	raws    [][]segment.Atom
+	scratch segment.Scratch
+}
+
+func (c *cursor) next() uint32 { return c.r.Users()[c.ui].User }
+
+// load decodes block b of the cursor's columns.
+func (c *cursor) load(b int, keys []uint32, inserts bool) error {
+	var err error
+	if inserts {
+		if c.inserts, err = c.r.Inserts(&c.scratch, b, c.inserts); err != nil {
+			return err
+		}
+	}
+	if c.times, err = c.r.Times(&c.scratch, b, c.times); err != nil {
+		return err
+	}
+	if c.events, err = c.r.Events(&c.scratch, b, c.events); err != nil {
+		return err
+	}
+	for k, key := range keys {
+		if c.props[k], err = c.r.Prop(&c.scratch, key, b, c.codes[k], c.raws[k]); err != nil {
+			return err
+		}
+		if c.props[k].Codes != nil {
+			c.codes[k] = c.props[k].Codes
+		} else if c.props[k].Atoms != nil {
+			c.raws[k] = c.props[k].Atoms
+		}
+	}
+	c.block = b
+	return nil
+}
+
+// scanner is one goroutine's state. It reads users a chunk at a time: a
+// count pass over the cursors' user tables places every user's rows, a
+// copy pass moves them from the decoded blocks (each cursor reading its
+// blocks in order), and then each user's rows are one contiguous slice.
+type scanner struct {
+	s       *Snapshot
+	spec    ScanSpec
+	cursors []*cursor
+	multi   bool // a day has several segments: a user's rows may need sorting
+
+	offs    []uint32 // per user of the chunk, where its rows start
+	pos     []uint32
+	times   []int64
+	events  []uint32
+	inserts []string
+	props   [][]segment.Atom
+	seq     Sequence
+}
+
+func (s *Snapshot) newScanner(spec ScanSpec) (*scanner, error) {
+	sc := &scanner{s: s, spec: spec}
+	sc.seq.Props = make([][]segment.Atom, len(spec.Keys))
+	sc.props = make([][]segment.Atom, len(spec.Keys))
+	for pi, p := range s.parts {
+		dayLo, dayHi := int64(p.day)*86_400_000, int64(p.day+1)*86_400_000
+		if dayHi <= spec.From || spec.To != 0 && dayLo >= spec.To {
+			continue
+		}
+		n := 0
+		for _, h := range p.segs {
+			lo, hi := h.r.TimeRange()
+			if hi < spec.From || spec.To != 0 && lo >= spec.To || h.r.Rows() == 0 {
+				continue
+			}
+			c := &cursor{h: h, r: h.r, part: pi, block: -1,
+				props: make([]segment.PropBlock, len(spec.Keys)), dicts: make([][]segment.Atom, len(spec.Keys)),
+				codes: make([][]uint32, len(spec.Keys)), raws: make([][]segment.Atom, len(spec.Keys))}
+			for k, key := range spec.Keys {
+				d, err := c.r.Dict(key)
+				if err != nil {
+					return nil, err
+				}
+				c.dicts[k] = d
+			}
+			sc.cursors = append(sc.cursors, c)
+			n++
+		}
+		sc.multi = sc.multi || n > 1
+	}
+	return sc, nil
+}
+
+// seek positions every cursor on its first user at or after lo.
+func (sc *scanner) seek(lo uint32) {
+	for _, c := range sc.cursors {
+		us := c.r.Users()
+		c.ui = sort.Search(len(us), func(i int) bool { return us[i].User >= lo })
+	}
+}
+
+// runRange visits the users [lo, hi) in chunks of step users.
+func (sc *scanner) runRange(ctx context.Context, lo, hi, step uint32, fn func(*Sequence) error) error {
+	sc.seek(lo)
+	for a := uint64(lo); a < uint64(hi); a += uint64(step) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := sc.chunk(uint32(a), uint32(min(a+uint64(step), uint64(hi))), fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chunk visits the users [lo, hi); cursors must be positioned at lo.
+func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
+	n := int(hi - lo)
+	sc.offs = slices.Grow(sc.offs[:0], n+1)[:n+1]
+	clear(sc.offs)
+	for _, c := range sc.cursors {
+		us := c.r.Users()
+		i := c.ui
+		for i < len(us) && us[i].User < hi {
+			sc.offs[us[i].User-lo+1] += us[i].N
+			i++
+		}
+		c.uend = i
+	}
+	for u := 1; u <= n; u++ {
+		sc.offs[u] += sc.offs[u-1]
+	}
+	total := int(sc.offs[n])
+	if total == 0 {
+		return nil
+	}
+	sc.times = slices.Grow(sc.times[:0], total)[:total]
+	sc.events = slices.Grow(sc.events[:0], total)[:total]
+	if sc.spec.InsertIDs {
+		sc.inserts = slices.Grow(sc.inserts[:0], total)[:total]
+	}
+	for k := range sc.props {
+		sc.props[k] = slices.Grow(sc.props[k][:0], total)[:total]
+	}
+	sc.pos = append(sc.pos[:0], sc.offs[:n]...)
+	for _, c := range sc.cursors {
+		us := c.r.Users()
+		for i := c.ui; i < c.uend; i++ {
+			run := us[i]
+			u := run.User - lo
+			if err := sc.copyRows(c, int(run.Start), int(run.N), int(sc.pos[u])); err != nil {
+				return err
+			}
+			sc.pos[u] += run.N
+		}
+		c.ui = c.uend
+	}
+	q := &sc.seq
+	for u := range n {
+		a, b := sc.offs[u], sc.offs[u+1]
+		if a == b || sc.s.erased[lo+uint32(u)] {
+			continue
+		}
+		q.User = lo + uint32(u)
+		q.Times, q.Events = sc.times[a:b], sc.events[a:b]
+		if sc.spec.InsertIDs {
+			q.InsertIDs = sc.inserts[a:b]
+		}
+		for k := range q.Props {
+			q.Props[k] = sc.props[k][a:b]
+		}
+		if sc.multi && !slices.IsSorted(q.Times) {
+			sc.sortSeq()
+		}
+		if sc.spec.From != 0 || sc.spec.To != 0 {
+			sc.clip()
+			if len(q.Times) == 0 {
+				continue
+			}
+		}
+		if err := fn(q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyRows copies rows [start, start+n) of c's segment to position dst of
+// the chunk's columns.
+func (sc *scanner) copyRows(c *cursor, start, n, dst int) error {
+	for n > 0 {
+		b := start / segment.BlockRows
+		if c.block != b {
+			if err := c.load(b, sc.spec.Keys, sc.spec.InsertIDs); err != nil {
+				return err
+			}
+		}
+		i := start - b*segment.BlockRows
+		m := min(n, len(c.times)-i)
+		copy(sc.times[dst:dst+m], c.times[i:i+m])
+		copy(sc.events[dst:dst+m], c.events[i:i+m])
+		if sc.spec.InsertIDs {
+			copy(sc.inserts[dst:dst+m], c.inserts[i:i+m])
+		}
+		for k := range sc.spec.Keys {
+			out := sc.props[k][dst : dst+m]
+			pb := c.props[k]
+			switch {
+			case pb.Codes != nil:
+				d := c.dicts[k]
+				for j, code := range pb.Codes[i : i+m] {
+					if code == 0 {
+						out[j] = ""
+					} else {
+						out[j] = d[code-1]
+					}
+				}
+			case pb.Atoms != nil:
+				copy(out, pb.Atoms[i:i+m])
+			default:
+				clear(out)
+			}
+		}
+		start += m
+		dst += m
+		n -= m
+	}
+	return nil
+}
+
+// sortSeq puts the sequence in time order (stable: within a millisecond,
+// rows keep segment order).
+func (sc *scanner) sortSeq() {
+	q := &sc.seq
+	perm := make([]int, len(q.Times))
+	for i := range perm {
+		perm[i] = i
+	}
+	sort.SliceStable(perm, func(a, b int) bool { return q.Times[perm[a]] < q.Times[perm[b]] })
+	times := slices.Clone(q.Times)
+	events := slices.Clone(q.Events)
+	for i, j := range perm {
+		q.Times[i], q.Events[i] = times[j], events[j]
+	}
+	if len(q.InsertIDs) > 0 {
+		ins := slices.Clone(q.InsertIDs)
+		for i, j := range perm {
+			q.InsertIDs[i] = ins[j]
+		}
+	}
+	for k := range q.Props {
+		vals := slices.Clone(q.Props[k])
+		for i, j := range perm {
+			q.Props[k][i] = vals[j]
+		}
+	}
+}
+
+// clip drops the rows outside [From, To).
+func (sc *scanner) clip() {
+	q := &sc.seq
+	lo, _ := slices.BinarySearch(q.Times, sc.spec.From)
+	hi := len(q.Times)
+	if sc.spec.To != 0 {
+		hi, _ = slices.BinarySearch(q.Times, sc.spec.To)
+	}
+	if lo == 0 && hi == len(q.Times) {
+		return
+	}
+	q.Times = q.Times[lo:hi]
+	q.Events = q.Events[lo:hi]
+	if len(q.InsertIDs) > 0 {
+		q.InsertIDs = q.InsertIDs[lo:hi]
+	}
+	for k := range q.Props {
+		q.Props[k] = q.Props[k][lo:hi]
+	}
+}
+
+// chunkRows is about how many rows a scanner gathers at a time: few
+// enough that the chunk's time and event columns stay in the L2 cache
+// while the copy pass scatters runs into them (measured with bench-scan on
+// 10M events: 2^16 rows 396M rows/s, 2^18 338M, 2^20 128M). Cursors keep
+// their decoded block across chunks, so small chunks decode nothing twice.
+const chunkRows = 1 << 16
+
+// step is the number of users of a chunk.
+func (s *Snapshot) step() uint32 {
+	rows := s.Rows()
+	if rows == 0 || s.users == 0 {
+		return 1 << 16
+	}
+	return uint32(max(256, min(int64(s.users), int64(s.users)*chunkRows/rows)))
+}
+
+// bounds resolves a spec's user range.
+func (s *Snapshot) bounds(spec ScanSpec) (lo, hi uint32) {
+	lo, hi = spec.UserLo, spec.UserHi
+	if hi == 0 || hi > uint32(s.users) {
+		hi = uint32(s.users)
+	}
+	return lo, hi
+}
+
+// Scan calls fn for every user of the spec's range with rows in its time
+// range, in ascending user order.
+func (s *Snapshot) Scan(ctx context.Context, spec ScanSpec, fn func(*Sequence) error) error {
+	lo, hi := s.bounds(spec)
+	if hi <= lo {
+		return nil
+	}
+	sc, err := s.newScanner(spec)
+	if err != nil {
+		return err
+	}
+	return sc.runRange(ctx, lo, hi, s.step(), fn)
+}
+
+// ParallelScan scans with workers goroutines (0 = GOMAXPROCS), each over
+// its own user ranges; visit(w) gives worker w's function, called by that
+// worker alone. The first error stops every worker.
+func (s *Snapshot) ParallelScan(ctx context.Context, spec ScanSpec, workers int, visit func(worker int) func(*Sequence) error) error {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	lo, hi := s.bounds(spec)
+	if hi <= lo {
+		return nil
+	}
+	// Each worker takes contiguous ranges, so that its cursors read their
+	// blocks in order; a few ranges per worker even out skewed users.
+	ranges := uint32(workers * 4)
+	size := max((hi-lo+ranges-1)/ranges, 1)
+	step := s.step()
+	var next atomic.Uint32
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn := visit(w)
+			sc, err := s.newScanner(spec)
+			if err != nil {
+				errs <- err
+				cancel()
+				return
+			}
+			for {
+				i := next.Add(1) - 1
+				from := uint64(lo) + uint64(i)*uint64(size)
+				if from >= uint64(hi) {
+					return
+				}
+				to := min(from+uint64(size), uint64(hi))
+				if err := sc.runRange(ctx, uint32(from), uint32(to), step, fn); err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
