@@ -1,20 +1,28 @@
-// Package store owns Veil's event storage. In this version it is the
-// write-ahead log alone: requests are appended as one record each, many
-// requests share one fsync (group commit), and events are deduplicated on
-// Mixpanel's key (event, distinct_id, time, $insert_id) before they are
-// written. Reading back is a sequential scan of the log.
+// Package store owns Veil's event storage: a write-ahead log in front of
+// one columnar event table per project (internal/store/table).
+//
+// Requests are appended as one log record each, many requests share one
+// fsync (group commit), and events are deduplicated on Mixpanel's key
+// (event, distinct_id, time, $insert_id) before they are written. Once
+// durable, events join an in-memory head per project; a flush rolls the
+// log, writes the heads as segments, records the log segment the tables
+// now cover (the checkpoint) and lets old log segments go. Replay after a
+// crash adds to the heads only what no table covers, so nothing
+// acknowledged is lost or stored twice.
 package store
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/veil-analytics/veil/internal/event"
+	"github.com/veil-analytics/veil/internal/store/table"
 	"github.com/veil-analytics/veil/internal/store/wal"
 )
 
@@ -33,6 +41,21 @@ type Options struct {
 	SegmentSize int64
 	// ObserveSync, if set, is told how long each fsync took.
 	ObserveSync func(time.Duration)
+	// FlushInterval is how often heads are written to segments (default
+	// 30 s); FlushBytes flushes earlier when the heads hold that much
+	// (default 64 MiB). A negative FlushInterval disables the timer
+	// (tests flush by hand).
+	FlushInterval time.Duration
+	FlushBytes    int
+	// KeepLogBytes is how much flushed log the store keeps so that the
+	// $insert_id dedup index survives a restart (default 512 MiB); flushed
+	// log older than DedupWindow goes regardless.
+	KeepLogBytes int64
+	// MaxSegmentsPerDay is the back-pressure threshold: while compaction
+	// leaves a day with more segments than this, Append waits (default 64).
+	MaxSegmentsPerDay int
+	// Logger receives flush and compaction errors (default slog.Default).
+	Logger *slog.Logger
 	// Now is the clock (default time.Now); tests replace it.
 	Now func() time.Time
 }
@@ -64,16 +87,30 @@ type Store struct {
 	failed atomic.Pointer[error] // set when the log failed for good
 
 	// Owned by the commit goroutine after Open returns.
-	dedup *dedupIndex
+	dedup     *dedupIndex
+	heads     map[int64]*table.Buffer
+	headBytes int
+
+	dataDir  string
+	tables   *tables
+	flushReq chan struct{} // a nudge to flush early
+	flushMu  sync.Mutex    // one flush at a time
+	behind   atomic.Bool   // compaction is behind: appends wait
+	wake     chan struct{} // closed and replaced when behind clears
+	wakeMu   sync.Mutex
+	bgDone   chan struct{}
 }
 
 // commit is one request waiting for the group commit.
 type commit struct {
+	ctl       func() // a control request run by the commit goroutine
+	batch     *event.Batch
 	payload   []byte
 	keys      []dedupKey // one per event, zero when the event has no $insert_id
 	events    []int      // offset of each event's frame within payload, for dropping duplicates
 	eventsEnd int        // where the event frames end (profiles and links follow)
 	dups      int
+	dropped   []int // indexes of the events dropped as duplicates
 	err       error
 	done      chan struct{}
 }
@@ -95,35 +132,100 @@ func Open(dataDir string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.FlushInterval == 0 {
+		opts.FlushInterval = 30 * time.Second
+	}
+	if opts.FlushBytes <= 0 {
+		opts.FlushBytes = 64 << 20
+	}
+	if opts.KeepLogBytes <= 0 {
+		opts.KeepLogBytes = 512 << 20
+	}
+	if opts.MaxSegmentsPerDay <= 0 {
+		opts.MaxSegmentsPerDay = 64
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
 	s := &Store{
-		opts:  opts,
-		reqs:  make(chan *commit, 1024),
-		stopc: make(chan struct{}),
-		donec: make(chan struct{}),
-		dedup: newDedupIndex(opts.DedupWindow, opts.DedupMaxKeys),
+		opts:     opts,
+		reqs:     make(chan *commit, 1024),
+		stopc:    make(chan struct{}),
+		donec:    make(chan struct{}),
+		dedup:    newDedupIndex(opts.DedupWindow, opts.DedupMaxKeys),
+		heads:    map[int64]*table.Buffer{},
+		dataDir:  dataDir,
+		tables:   newTables(dataDir, opts.Logger),
+		flushReq: make(chan struct{}, 1),
+		wake:     make(chan struct{}),
+		bgDone:   make(chan struct{}),
+	}
+	checkpoint, err := readCheckpoint(dataDir)
+	if err != nil {
+		return nil, err
 	}
 	cutoff := opts.Now().Add(-opts.DedupWindow).UnixMilli()
+	var cur uint64
+	var replayErr error
 	replay := func(payload []byte) error {
 		return eachFrame(payload, func(typ event.RecordType, body []byte) error {
-			if typ != event.RecordEvent {
-				return nil
-			}
-			e, err := event.DecodeEventHead(body)
-			if err != nil {
-				return err
-			}
-			if e.InsertID != "" && e.Received >= cutoff {
-				s.dedup.add(s.dedup.key(&e), e.Received)
+			switch typ {
+			case event.RecordEvent:
+				e, err := event.DecodeEventHead(body)
+				if err != nil {
+					return err
+				}
+				if e.InsertID != "" && e.Received >= cutoff {
+					s.dedup.add(s.dedup.key(&e), e.Received)
+				}
+				if cur < checkpoint {
+					return nil
+				}
+				tb, err := s.tables.get(e.Project)
+				if err != nil {
+					replayErr = err
+					return err
+				}
+				if cur < tb.WALCovered() {
+					return nil
+				}
+				full, err := event.DecodeEvent(body)
+				if err != nil {
+					return err
+				}
+				s.addToHead(tb, []event.Event{full})
+			case event.RecordIdentity:
+				if cur < checkpoint {
+					return nil
+				}
+				l, err := event.DecodeIdentity(body)
+				if err != nil {
+					return err
+				}
+				tb, err := s.tables.get(l.Project)
+				if err != nil {
+					replayErr = err
+					return err
+				}
+				if cur >= tb.WALCovered() {
+					tb.Link(l.From, l.To)
+				}
 			}
 			return nil
 		})
 	}
-	l, err := wal.Open(walDir(dataDir), wal.Options{SegmentSize: opts.SegmentSize}, replay)
+	l, err := wal.Open(walDir(dataDir), wal.Options{SegmentSize: opts.SegmentSize,
+		OnSegment: func(seq uint64) { cur = seq }}, replay)
 	if err != nil {
+		s.tables.closeAll()
+		if replayErr != nil {
+			return nil, fmt.Errorf("store: %w", replayErr)
+		}
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	s.log = l
 	go s.run()
+	go s.background()
 	return s, nil
 }
 
@@ -147,7 +249,10 @@ func (s *Store) LogSize() int64 { return s.log.Size() }
 // Append waits for the commit even if ctx ends meanwhile, so that its answer
 // is always true; ctx only stops it from queueing.
 func (s *Store) Append(ctx context.Context, b *event.Batch) (dups int, err error) {
-	c := &commit{done: make(chan struct{})}
+	if err := s.waitCompaction(ctx); err != nil {
+		return 0, err
+	}
+	c := &commit{done: make(chan struct{}), batch: b}
 	c.payload = make([]byte, 0, 512*b.Len())
 	var scratch []byte
 	for i := range b.Events {
@@ -202,8 +307,19 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	close(s.stopc)
+	<-s.bgDone
+	// Write the heads out so that a restart has little log to replay.
+	ferr := s.flush(context.Background(), true)
+	close(s.reqs) // nothing else sends: appenders saw closed
 	<-s.donec
-	return s.log.Close()
+	err := s.log.Close()
+	if cerr := s.tables.closeAll(); err == nil {
+		err = cerr
+	}
+	if err == nil && ferr != nil {
+		err = ferr
+	}
+	return err
 }
 
 // run is the commit goroutine: it takes every queued request, drops
@@ -212,26 +328,26 @@ func (s *Store) run() {
 	defer close(s.donec)
 	var group []*commit
 	for {
-		select {
-		case c := <-s.reqs:
-			group = append(group[:0], c)
-		case <-s.stopc:
-			// Appenders hold mu.RLock while queueing and Close took the
-			// write lock, so nothing new arrives: drain what is queued.
-			for {
-				select {
-				case c := <-s.reqs:
-					s.commitGroup([]*commit{c})
-				default:
-					return
-				}
-			}
+		c, ok := <-s.reqs
+		if !ok {
+			return // Close's last flush is done
 		}
+		if c.ctl != nil {
+			c.ctl()
+			close(c.done)
+			continue
+		}
+		group = append(group[:0], c)
 		size := len(group[0].payload)
+		var ctl *commit
 	fill:
 		for size < s.opts.MaxGroupBytes {
 			select {
 			case c := <-s.reqs:
+				if c.ctl != nil {
+					ctl = c // after this group, in order
+					break fill
+				}
 				group = append(group, c)
 				size += len(c.payload)
 			default:
@@ -240,6 +356,10 @@ func (s *Store) run() {
 		}
 		s.commitGroup(group)
 		clear(group) // do not keep the payloads alive until the next group
+		if ctl != nil {
+			ctl.ctl()
+			close(ctl.done)
+		}
 	}
 }
 
@@ -263,6 +383,7 @@ func (s *Store) commitGroup(group []*commit) {
 		if len(drop) > 0 {
 			c.payload = c.without(drop)
 			c.dups = len(drop)
+			c.dropped = drop
 		}
 		if len(c.payload) > 0 {
 			payloads = append(payloads, c.payload)
@@ -291,7 +412,10 @@ func (s *Store) commitGroup(group []*commit) {
 		c.err = err
 		if err != nil {
 			c.dups = 0
+		} else {
+			s.toHead(c)
 		}
+		c.batch = nil
 		close(c.done)
 	}
 }

@@ -35,9 +35,9 @@ type Reader struct {
 	// UserRuns, sorted by user: rows [Start, Start+N) are the user's.
 	users []UserRun
 
-	timeBlocks, eventBlocks, insertBlocks []blockRef
-	cols                                  map[uint32]*column
-	keys                                  []uint32
+	timeBlocks, eventBlocks, receivedBlocks, insertBlocks []blockRef
+	cols                                                  map[uint32]*column
+	keys                                                  []uint32
 
 	zonce sync.Once
 	zdec  *zstd.Decoder
@@ -232,6 +232,7 @@ func (r *Reader) parseFooter(foot []byte, dataEnd int64) error {
 	}
 	r.timeBlocks = d.refs(nb, false, dataEnd)
 	r.eventBlocks = d.refs(nb, false, dataEnd)
+	r.receivedBlocks = d.refs(nb, false, dataEnd)
 	r.insertBlocks = d.refs(nb, false, dataEnd)
 	for i := range r.timeBlocks {
 		r.timeBlocks[i].min = d.varint()
@@ -343,6 +344,16 @@ func (r *Reader) Events(s *Scratch, b int, dst []uint32) ([]uint32, error) {
 	}
 	out, _, err := enc.DecodeUint32s(dst, buf)
 	return checkLenOf(r, out, err, "event", b)
+}
+
+// Received decodes block b's receive times into dst.
+func (r *Reader) Received(s *Scratch, b int, dst []int64) ([]int64, error) {
+	buf, err := r.readBlock(s, r.receivedBlocks[b], "received", b)
+	if err != nil {
+		return nil, err
+	}
+	out, _, err := enc.DecodeInt64s(dst, buf)
+	return checkLenOf(r, out, err, "received", b)
 }
 
 // Inserts decodes block b's $insert_ids ("" = none) into dst. The

@@ -14,13 +14,7 @@ type memFile struct{ *bytes.Reader }
 
 func (memFile) Close() error { return nil }
 
-type row struct {
-	user   uint32
-	time   int64
-	ev     uint32
-	insert string
-	props  []Prop
-}
+type row = Row
 
 // genRows makes sorted rows; wide makes a high-cardinality column that
 // overflows its dictionary.
@@ -33,21 +27,21 @@ func genRows(r *rand.Rand, n int, wide bool) []row {
 			t = 1_700_000_000_000 + r.Int64N(86_400_000)
 		}
 		t += r.Int64N(60_000)
-		rw := row{user: user, time: t, ev: uint32(r.IntN(7))}
+		rw := row{User: user, Time: t, Event: uint32(r.IntN(7)), Received: 1_800_000_000_000 + int64(i)*3}
 		if r.IntN(5) > 0 {
-			rw.insert = fmt.Sprintf("%016x", r.Uint64())
+			rw.InsertID = fmt.Sprintf("%016x", r.Uint64())
 		}
 		if r.IntN(4) > 0 {
-			rw.props = append(rw.props, Prop{Key: 1, Atom: string(AppendAtom(nil, event.StringValue([]string{"free", "pro", "team"}[r.IntN(3)])))})
+			rw.Props = append(rw.Props, Prop{Key: 1, Atom: string(AppendAtom(nil, event.StringValue([]string{"free", "pro", "team"}[r.IntN(3)])))})
 		}
 		if r.IntN(2) == 0 {
-			rw.props = append(rw.props, Prop{Key: 7, Atom: string(AppendAtom(nil, event.NumberValue(float64(r.IntN(1000))/8)))})
+			rw.Props = append(rw.Props, Prop{Key: 7, Atom: string(AppendAtom(nil, event.NumberValue(float64(r.IntN(1000))/8)))})
 		}
 		if wide {
-			rw.props = append(rw.props, Prop{Key: 3, Atom: string(AppendAtom(nil, event.StringValue(fmt.Sprintf("u-%d-%d", i, r.Int()))))})
+			rw.Props = append(rw.Props, Prop{Key: 3, Atom: string(AppendAtom(nil, event.StringValue(fmt.Sprintf("u-%d-%d", i, r.Int()))))})
 		}
 		if i > n/2 && r.IntN(3) == 0 { // a key that appears only in later blocks
-			rw.props = append(rw.props, Prop{Key: 9, Atom: string(AppendAtom(nil, event.BoolValue(true)))})
+			rw.Props = append(rw.Props, Prop{Key: 9, Atom: string(AppendAtom(nil, event.BoolValue(true)))})
 		}
 		rows[i] = rw
 	}
@@ -59,7 +53,7 @@ func write(t testing.TB, rows []row) []byte {
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
 	for _, rw := range rows {
-		if err := w.Append(rw.user, rw.time, rw.ev, rw.insert, rw.props); err != nil {
+		if err := w.Append(&rw); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -90,9 +84,13 @@ func readAll(r *Reader) ([]row, error) {
 		if err != nil {
 			return nil, err
 		}
+		rec, err := r.Received(&s, b, nil)
+		if err != nil {
+			return nil, err
+		}
 		base := len(out)
 		for i := range times {
-			out = append(out, row{time: times[i], ev: evs[i], insert: ins[i]})
+			out = append(out, row{Time: times[i], Event: evs[i], InsertID: ins[i], Received: rec[i]})
 		}
 		for _, k := range r.Keys() {
 			pb, err := r.Prop(&s, k, b, nil, nil)
@@ -112,14 +110,14 @@ func readAll(r *Reader) ([]row, error) {
 					a = pb.Atoms[i]
 				}
 				if a != "" {
-					out[base+i].props = append(out[base+i].props, Prop{Key: k, Atom: string(a)})
+					out[base+i].Props = append(out[base+i].Props, Prop{Key: k, Atom: string(a)})
 				}
 			}
 		}
 	}
 	for _, u := range r.Users() {
 		for i := u.Start; i < u.Start+u.N; i++ {
-			out[i].user = u.User
+			out[i].User = u.User
 		}
 	}
 	return out, nil
@@ -153,15 +151,15 @@ func TestRoundTrip(t *testing.T) {
 			}
 			for i := range rows {
 				w, g := rows[i], got[i]
-				if w.user != g.user || w.time != g.time || w.ev != g.ev || w.insert != g.insert || propsKey(w.props) != propsKey(g.props) {
+				if w.User != g.User || w.Time != g.Time || w.Event != g.Event || w.InsertID != g.InsertID || w.Received != g.Received || propsKey(w.Props) != propsKey(g.Props) {
 					t.Fatalf("row %d\n got %+v\nwant %+v", i, g, w)
 				}
 			}
 			for b := range r.Blocks() {
 				lo, hi := r.BlockTimeRange(b)
 				for _, rw := range rows[b*BlockRows : min(len(rows), (b+1)*BlockRows)] {
-					if rw.time < lo || rw.time > hi {
-						t.Fatalf("block %d zone map [%d,%d] misses %d", b, lo, hi, rw.time)
+					if rw.Time < lo || rw.Time > hi {
+						t.Fatalf("block %d zone map [%d,%d] misses %d", b, lo, hi, rw.Time)
 					}
 				}
 			}
@@ -189,10 +187,10 @@ func TestAtoms(t *testing.T) {
 
 func TestOrderEnforced(t *testing.T) {
 	w := NewWriter(&bytes.Buffer{})
-	if err := w.Append(5, 100, 0, "", nil); err != nil {
+	if err := w.Append(&Row{User: 5, Time: 100}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Append(5, 99, 0, "", nil); !errors.Is(err, ErrOrder) {
+	if err := w.Append(&Row{User: 5, Time: 99}); !errors.Is(err, ErrOrder) {
 		t.Fatalf("earlier time: %v", err)
 	}
 }

@@ -40,6 +40,16 @@ type Prop struct {
 	Atom string
 }
 
+// Row is one stored event.
+type Row struct {
+	User     uint32
+	Time     int64 // Unix ms
+	Event    uint32
+	Received int64  // when Veil acknowledged it, Unix ms
+	InsertID string // "" for none
+	Props    []Prop // no key twice
+}
+
 // Writer streams rows, sorted by (user, time), into a segment file.
 type Writer struct {
 	w   *bufio.Writer
@@ -55,13 +65,14 @@ type Writer struct {
 	users []userRun
 
 	// The current block.
-	times   []int64
-	events  []uint32
-	inserts []string
+	times    []int64
+	events   []uint32
+	received []int64
+	inserts  []string
 
-	timeBlocks, eventBlocks, insertBlocks []blockRef
-	cols                                  map[uint32]*colWriter
-	keys                                  []uint32 // in order of first appearance
+	timeBlocks, eventBlocks, receivedBlocks, insertBlocks []blockRef
+	cols                                                  map[uint32]*colWriter
+	keys                                                  []uint32 // in order of first appearance
 
 	buf  []byte
 	u64  []uint64
@@ -106,12 +117,12 @@ func NewWriter(w io.Writer) *Writer {
 // Rows is the number of rows appended so far.
 func (w *Writer) Rows() int { return w.rows }
 
-// Append adds a row. Rows must come sorted by (user, time); props must not
-// repeat a key.
-func (w *Writer) Append(user uint32, t int64, ev uint32, insert string, props []Prop) error {
+// Append adds a row. Rows must come sorted by (user, time).
+func (w *Writer) Append(r *Row) error {
 	if w.err != nil {
 		return w.err
 	}
+	user, t := r.User, r.Time
 	if w.rows > 0 && (user < w.lastUser || user == w.lastUser && t < w.lastTime) {
 		return ErrOrder
 	}
@@ -124,9 +135,10 @@ func (w *Writer) Append(user uint32, t int64, ev uint32, insert string, props []
 	w.minTime, w.maxTime = min(w.minTime, t), max(w.maxTime, t)
 	i := len(w.times)
 	w.times = append(w.times, t)
-	w.events = append(w.events, ev)
-	w.inserts = append(w.inserts, insert)
-	for _, p := range props {
+	w.events = append(w.events, r.Event)
+	w.received = append(w.received, r.Received)
+	w.inserts = append(w.inserts, r.InsertID)
+	for _, p := range r.Props {
 		c := w.cols[p.Key]
 		if c == nil {
 			// Blocks before the key appeared are empty (length 0: all absent).
@@ -211,6 +223,8 @@ func (w *Writer) flushBlock() {
 	w.timeBlocks = append(w.timeBlocks, ref)
 	w.buf = enc.AppendUint32s(w.buf[:0], w.events)
 	w.eventBlocks = append(w.eventBlocks, w.block(w.buf))
+	w.buf = enc.AppendInt64s(w.buf[:0], w.received)
+	w.receivedBlocks = append(w.receivedBlocks, w.block(w.buf))
 	// $insert_ids are random tokens: no dictionary helps, zstd does a bit.
 	w.buf = w.rawBlock(w.buf[:0], w.inserts)
 	w.insertBlocks = append(w.insertBlocks, w.block(w.buf))
@@ -237,7 +251,7 @@ func (w *Writer) flushBlock() {
 		c.codes, c.raw, c.present = c.codes[:0], c.raw[:0], 0
 		c.rawMode = len(c.atoms) >= maxDictAtoms || c.bytes >= maxDictBytes
 	}
-	w.times, w.events, w.inserts = w.times[:0], w.events[:0], w.inserts[:0]
+	w.times, w.events, w.received, w.inserts = w.times[:0], w.events[:0], w.received[:0], w.inserts[:0]
 }
 
 // Block kinds of a property column.
@@ -301,7 +315,7 @@ func (w *Writer) Close() error {
 		f = binary.AppendUvarint(f, uint64(u.n))
 		prev = u.user
 	}
-	for _, refs := range [][]blockRef{w.timeBlocks, w.eventBlocks, w.insertBlocks} {
+	for _, refs := range [][]blockRef{w.timeBlocks, w.eventBlocks, w.receivedBlocks, w.insertBlocks} {
 		f = appendRefs(f, refs, false)
 	}
 	for _, r := range w.timeBlocks {

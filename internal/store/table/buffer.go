@@ -2,6 +2,7 @@ package table
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -31,6 +32,7 @@ type partRows struct {
 	users       []uint32
 	times       []int64
 	events      []uint32
+	received    []int64
 	inserts     []uint32 // per row, the end of its $insert_id in insertBytes
 	insertBytes []byte
 	propEnd     []uint32 // per row, the end of its properties in props
@@ -77,6 +79,7 @@ func (t *Table) Add(b *Buffer, evs []event.Event) {
 		p.users = append(p.users, user)
 		p.times = append(p.times, e.Time)
 		p.events = append(p.events, t.eventCodeLocked(e.Name))
+		p.received = append(p.received, e.Received)
 		p.insertBytes = append(p.insertBytes, e.InsertID...)
 		p.inserts = append(p.inserts, uint32(len(p.insertBytes)))
 		if e.DistinctID != t.ids.ID(user) {
@@ -90,7 +93,7 @@ func (t *Table) Add(b *Buffer, evs []event.Event) {
 			p.props = append(p.props, uint64(t.keyCodeLocked(f.Key))<<32|uint64(b.atom(b.scratch)))
 		}
 		p.propEnd = append(p.propEnd, uint32(len(p.props)))
-		b.bytes += 4 + 8 + 4 + 4 + len(e.InsertID) + 4 + 8*len(e.Props)
+		b.bytes += 4 + 8 + 4 + 8 + 4 + len(e.InsertID) + 4 + 8*len(e.Props)
 		b.rows++
 	}
 }
@@ -149,10 +152,18 @@ func namesOf(m map[string]uint32) []string {
 
 // Flush writes b's rows as one new segment per day, then commits them with
 // the ordinals and codes they use. On success b is empty.
-func (t *Table) Flush(b *Buffer) error {
+func (t *Table) Flush(b *Buffer) error { return t.FlushCovering(b, 0) }
+
+// FlushCovering is Flush for rows that came from the write-ahead log:
+// the commit also records that the table holds every record of log
+// segments numbered below walSeq (0 leaves that mark as it is).
+func (t *Table) FlushCovering(b *Buffer, walSeq uint64) error {
+	if t.readOnly {
+		return errReadOnly
+	}
 	if b.rows == 0 {
 		b.Reset()
-		return t.commitCodes()
+		return t.commitAdd(nil, nil, walSeq)
 	}
 	days := make([]int32, 0, len(b.parts))
 	for d, p := range b.parts {
@@ -180,12 +191,14 @@ func (t *Table) Flush(b *Buffer) error {
 		written = append(written, filepath.Join(t.dir, ref.File))
 		refs = append(refs, ref)
 	}
-	if err := t.commitAdd(refs, nil); err != nil {
+	if err := t.commitAdd(refs, nil, walSeq); err != nil {
 		return fail(err)
 	}
 	b.Reset()
 	return nil
 }
+
+var errReadOnly = errors.New("table: opened read-only")
 
 // reserveSeq hands out n segment sequence numbers.
 func (t *Table) reserveSeq(n int) uint64 {
@@ -248,9 +261,12 @@ func (t *Table) writeSegment(day int32, seq uint64, level int, fill func(*segmen
 
 // commitAdd commits the current codes and ordinals with segments added and
 // removed.
-func (t *Table) commitAdd(add []segmentRef, remove map[string]bool) error {
+func (t *Table) commitAdd(add []segmentRef, remove map[string]bool, walSeq uint64) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.readOnly {
+		return errReadOnly
+	}
 	n, err := t.ids.Sync(t.users)
 	if err == nil {
 		err = t.users.Sync()
@@ -260,6 +276,9 @@ func (t *Table) commitAdd(add []segmentRef, remove map[string]bool) error {
 	}
 	m := t.man
 	m.UsersBytes += n
+	if walSeq > m.WALCovered {
+		m.WALCovered = walSeq
+	}
 	m.Events = namesOf(t.events)
 	m.Keys = namesOf(t.keys)
 	m.Segments = nil
@@ -283,8 +302,6 @@ func (t *Table) commitAdd(add []segmentRef, remove map[string]bool) error {
 	return nil
 }
 
-func (t *Table) commitCodes() error { return t.commitAdd(nil, nil) }
-
 // writeTo writes the rows sorted by (user, time, arrival).
 func (p *partRows) writeTo(w *segment.Writer, atoms []string) error {
 	n := len(p.users)
@@ -301,18 +318,18 @@ func (p *partRows) writeTo(w *segment.Writer, atoms []string) error {
 		}
 		return cmp.Compare(a, b)
 	})
-	var props []segment.Prop
+	var row segment.Row
 	for _, i := range perm {
 		start, istart := uint32(0), uint32(0)
 		if i > 0 {
 			start, istart = p.propEnd[i-1], p.inserts[i-1]
 		}
-		insert := string(p.insertBytes[istart:p.inserts[i]])
-		props = props[:0]
+		row = segment.Row{User: p.users[i], Time: p.times[i], Event: p.events[i], Received: p.received[i],
+			InsertID: string(p.insertBytes[istart:p.inserts[i]]), Props: row.Props[:0]}
 		for _, kv := range p.props[start:p.propEnd[i]] {
-			props = append(props, segment.Prop{Key: uint32(kv >> 32), Atom: atoms[uint32(kv)]})
+			row.Props = append(row.Props, segment.Prop{Key: uint32(kv >> 32), Atom: atoms[uint32(kv)]})
 		}
-		if err := w.Append(p.users[i], p.times[i], p.events[i], insert, props); err != nil {
+		if err := w.Append(&row); err != nil {
 			return err
 		}
 	}

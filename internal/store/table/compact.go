@@ -50,6 +50,72 @@ type CompactStats struct {
 // dropping erased users' rows. The new segment replaces the old ones in
 // one manifest commit.
 func (t *Table) Compact(ctx context.Context, day int32) (CompactStats, error) {
+	return t.compact(ctx, day, nil)
+}
+
+// CompactJob is a merge that Plan proposes: some segments of one day.
+type CompactJob struct {
+	Day   int32
+	files map[string]bool // nil: all of the day's segments
+}
+
+// tierWidth is how many segments of one level a tiered merge joins: each
+// row is rewritten about log4(n) times as a day grows.
+const tierWidth = 4
+
+// Plan proposes the merges that keep reads fast as flushes add segments:
+// per day, tierWidth or more segments of one level merge into one of the
+// next level (smallest level first); a day holding erased users' rows is
+// merged whole.
+func (t *Table) Plan() []CompactJob {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	type key struct {
+		day   int32
+		level int
+	}
+	byLevel := map[key][]string{}
+	var jobs []CompactJob
+	seen := map[int32]bool{}
+	for _, r := range t.man.Segments {
+		byLevel[key{r.Day, r.Level}] = append(byLevel[key{r.Day, r.Level}], r.File)
+		if len(t.erased) > 0 && !seen[r.Day] {
+			for _, u := range t.segs[r.File].r.Users() {
+				if t.erased[u.User] {
+					seen[r.Day] = true
+					jobs = append(jobs, CompactJob{Day: r.Day})
+					break
+				}
+			}
+		}
+	}
+	best := map[int32]key{}
+	for k, files := range byLevel {
+		if len(files) < tierWidth || seen[k.day] {
+			continue
+		}
+		if b, ok := best[k.day]; !ok || k.level < b.level {
+			best[k.day] = k
+		}
+	}
+	for _, k := range best {
+		files := map[string]bool{}
+		for _, f := range byLevel[k] {
+			files[f] = true
+		}
+		jobs = append(jobs, CompactJob{Day: k.day, files: files})
+	}
+	slices.SortFunc(jobs, func(a, b CompactJob) int { return int(a.Day - b.Day) })
+	return jobs
+}
+
+// Run carries out a job.
+func (t *Table) Run(ctx context.Context, j CompactJob) (CompactStats, error) {
+	return t.compact(ctx, j.Day, j.files)
+}
+
+// compact merges day's segments, or those of them named in files.
+func (t *Table) compact(ctx context.Context, day int32, files map[string]bool) (CompactStats, error) {
 	t.compactMu.Lock()
 	defer t.compactMu.Unlock()
 	snap := t.daySnapshot(day)
@@ -58,7 +124,18 @@ func (t *Table) Compact(ctx context.Context, day int32) (CompactStats, error) {
 	if len(snap.parts) == 0 {
 		return st, nil
 	}
-	inputs := snap.parts[0].segs
+	var inputs []*handle
+	for _, h := range snap.parts[0].segs {
+		if files == nil || files[h.ref.File] {
+			inputs = append(inputs, h)
+		} else {
+			h.release() // the snapshot only keeps the inputs
+		}
+	}
+	snap.parts[0].segs = inputs
+	if len(inputs) == 0 {
+		return st, nil
+	}
 	keySet := map[uint32]bool{}
 	remove := map[string]bool{}
 	level := 0
@@ -76,7 +153,7 @@ func (t *Table) Compact(ctx context.Context, day int32) (CompactStats, error) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	spec := ScanSpec{Keys: keys, InsertIDs: true}
+	spec := ScanSpec{Keys: keys, Details: true}
 	// Count what erasure drops: the scan skips those users.
 	for _, h := range inputs {
 		for _, u := range h.r.Users() {
@@ -87,20 +164,21 @@ func (t *Table) Compact(ctx context.Context, day int32) (CompactStats, error) {
 	}
 	seq := t.reserveSeq(1)
 	ref, err := t.writeSegment(day, seq, level+1, func(w *segment.Writer) error {
-		var props []segment.Prop
+		var row segment.Row
 		return snap.Scan(ctx, spec, func(q *Sequence) error {
 			for i := range q.Times {
 				if q.InsertIDs[i] != "" && dupBefore(q, i) {
 					st.Duplicates++
 					continue
 				}
-				props = props[:0]
+				row = segment.Row{User: q.User, Time: q.Times[i], Event: q.Events[i], Received: q.Received[i],
+					InsertID: q.InsertIDs[i], Props: row.Props[:0]}
 				for k, key := range keys {
 					if a := q.Props[k][i]; a != "" {
-						props = append(props, segment.Prop{Key: key, Atom: string(a)})
+						row.Props = append(row.Props, segment.Prop{Key: key, Atom: string(a)})
 					}
 				}
-				if err := w.Append(q.User, q.Times[i], q.Events[i], q.InsertIDs[i], props); err != nil {
+				if err := w.Append(&row); err != nil {
 					return err
 				}
 				st.RowsOut++
@@ -111,7 +189,7 @@ func (t *Table) Compact(ctx context.Context, day int32) (CompactStats, error) {
 	if err != nil {
 		return st, fmt.Errorf("table: compacting %s: %w", dayName(day), err)
 	}
-	if err := t.commitAdd([]segmentRef{ref}, remove); err != nil {
+	if err := t.commitAdd([]segmentRef{ref}, remove, 0); err != nil {
 		return st, err
 	}
 	return st, nil
@@ -143,4 +221,17 @@ func (t *Table) daySnapshot(day int32) *Snapshot {
 	}
 	s.parts = kept
 	return s
+}
+
+// MaxSegmentsPerDay is the most segments any one day holds.
+func (t *Table) MaxSegmentsPerDay() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := map[int32]int{}
+	most := 0
+	for _, r := range t.man.Segments {
+		n[r.Day]++
+		most = max(most, n[r.Day])
+	}
+	return most
 }

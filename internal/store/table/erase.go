@@ -58,5 +58,5 @@ func (t *Table) DropBefore(day int32) (int64, error) {
 	if len(remove) == 0 {
 		return 0, nil
 	}
-	return rows, t.commitAdd(nil, remove)
+	return rows, t.commitAdd(nil, remove, 0)
 }

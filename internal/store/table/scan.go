@@ -103,8 +103,10 @@ type ScanSpec struct {
 	// == 0 means no upper bound.
 	UserLo, UserHi uint32
 
-	// InsertIDs reads the $insert_ids too (Sequence.InsertIDs).
-	InsertIDs bool
+	// Details reads each row's $insert_id and receive time too
+	// (Sequence.InsertIDs and Received): compaction and export need them,
+	// reports do not.
+	Details bool
 }
 
 // Sequence is one user's rows in time order. Its slices are reused for the
@@ -116,9 +118,10 @@ type Sequence struct {
 	// Props[k][i] is the value of ScanSpec.Keys[k] at row i, "" if absent.
 	Props [][]segment.Atom
 
-	// InsertIDs[i] is row i's $insert_id ("" for none) when
-	// ScanSpec.InsertIDs is set.
+	// With ScanSpec.Details, InsertIDs[i] is row i's $insert_id ("" for
+	// none) and Received[i] its receive time in Unix ms.
 	InsertIDs []string
+	Received  []int64
 }
 
 // Len is the number of rows.
@@ -132,24 +135,28 @@ type cursor struct {
 	ui   int // next entry of the user table
 	uend int
 
-	block   int // decoded block, -1 for none
-	times   []int64
-	events  []uint32
-	inserts []string
-	props   []segment.PropBlock
-	dicts   [][]segment.Atom
-	codes   [][]uint32
-	raws    [][]segment.Atom
-	scratch segment.Scratch
+	block    int // decoded block, -1 for none
+	times    []int64
+	events   []uint32
+	inserts  []string
+	received []int64
+	props    []segment.PropBlock
+	dicts    [][]segment.Atom
+	codes    [][]uint32
+	raws     [][]segment.Atom
+	scratch  segment.Scratch
 }
 
 func (c *cursor) next() uint32 { return c.r.Users()[c.ui].User }
 
 // load decodes block b of the cursor's columns.
-func (c *cursor) load(b int, keys []uint32, inserts bool) error {
+func (c *cursor) load(b int, keys []uint32, details bool) error {
 	var err error
-	if inserts {
+	if details {
 		if c.inserts, err = c.r.Inserts(&c.scratch, b, c.inserts); err != nil {
+			return err
+		}
+		if c.received, err = c.r.Received(&c.scratch, b, c.received); err != nil {
 			return err
 		}
 	}
@@ -183,13 +190,14 @@ type scanner struct {
 	cursors []*cursor
 	multi   bool // a day has several segments: a user's rows may need sorting
 
-	offs    []uint32 // per user of the chunk, where its rows start
-	pos     []uint32
-	times   []int64
-	events  []uint32
-	inserts []string
-	props   [][]segment.Atom
-	seq     Sequence
+	offs     []uint32 // per user of the chunk, where its rows start
+	pos      []uint32
+	times    []int64
+	events   []uint32
+	inserts  []string
+	received []int64
+	props    [][]segment.Atom
+	seq      Sequence
 }
 
 func (s *Snapshot) newScanner(spec ScanSpec) (*scanner, error) {
@@ -270,8 +278,9 @@ func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
 	}
 	sc.times = slices.Grow(sc.times[:0], total)[:total]
 	sc.events = slices.Grow(sc.events[:0], total)[:total]
-	if sc.spec.InsertIDs {
+	if sc.spec.Details {
 		sc.inserts = slices.Grow(sc.inserts[:0], total)[:total]
+		sc.received = slices.Grow(sc.received[:0], total)[:total]
 	}
 	for k := range sc.props {
 		sc.props[k] = slices.Grow(sc.props[k][:0], total)[:total]
@@ -297,8 +306,8 @@ func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
 		}
 		q.User = lo + uint32(u)
 		q.Times, q.Events = sc.times[a:b], sc.events[a:b]
-		if sc.spec.InsertIDs {
-			q.InsertIDs = sc.inserts[a:b]
+		if sc.spec.Details {
+			q.InsertIDs, q.Received = sc.inserts[a:b], sc.received[a:b]
 		}
 		for k := range q.Props {
 			q.Props[k] = sc.props[k][a:b]
@@ -325,7 +334,7 @@ func (sc *scanner) copyRows(c *cursor, start, n, dst int) error {
 	for n > 0 {
 		b := start / segment.BlockRows
 		if c.block != b {
-			if err := c.load(b, sc.spec.Keys, sc.spec.InsertIDs); err != nil {
+			if err := c.load(b, sc.spec.Keys, sc.spec.Details); err != nil {
 				return err
 			}
 		}
@@ -333,8 +342,9 @@ func (sc *scanner) copyRows(c *cursor, start, n, dst int) error {
 		m := min(n, len(c.times)-i)
 		copy(sc.times[dst:dst+m], c.times[i:i+m])
 		copy(sc.events[dst:dst+m], c.events[i:i+m])
-		if sc.spec.InsertIDs {
+		if sc.spec.Details {
 			copy(sc.inserts[dst:dst+m], c.inserts[i:i+m])
+			copy(sc.received[dst:dst+m], c.received[i:i+m])
 		}
 		for k := range sc.spec.Keys {
 			out := sc.props[k][dst : dst+m]
@@ -378,8 +388,9 @@ func (sc *scanner) sortSeq() {
 	}
 	if len(q.InsertIDs) > 0 {
 		ins := slices.Clone(q.InsertIDs)
+		rec := slices.Clone(q.Received)
 		for i, j := range perm {
-			q.InsertIDs[i] = ins[j]
+			q.InsertIDs[i], q.Received[i] = ins[j], rec[j]
 		}
 	}
 	for k := range q.Props {
@@ -404,7 +415,7 @@ func (sc *scanner) clip() {
 	q.Times = q.Times[lo:hi]
 	q.Events = q.Events[lo:hi]
 	if len(q.InsertIDs) > 0 {
-		q.InsertIDs = q.InsertIDs[lo:hi]
+		q.InsertIDs, q.Received = q.InsertIDs[lo:hi], q.Received[lo:hi]
 	}
 	for k := range q.Props {
 		q.Props[k] = q.Props[k][lo:hi]

@@ -44,6 +44,10 @@ type manifest struct {
 	// Erased are canonical user ordinals whose rows are dropped by reads
 	// and compactions.
 	Erased []uint32 `json:"erased,omitempty"`
+	// WALCovered is the first write-ahead log segment whose records this
+	// table does not hold yet: replay skips the table's records in earlier
+	// segments.
+	WALCovered uint64 `json:"wal_covered,omitempty"`
 }
 
 type segmentRef struct {
@@ -70,6 +74,8 @@ type Table struct {
 	erased map[uint32]bool
 	segs   map[string]*handle // by file name
 	closed bool
+	// readOnly tables never write.
+	readOnly bool
 
 	compactMu sync.Mutex // one compaction at a time
 }
@@ -96,6 +102,9 @@ func (h *handle) release() {
 type Options struct {
 	// Logger receives notices (corrupt segments set aside); default slog.Default.
 	Logger *slog.Logger
+	// ReadOnly opens the table of another process (a running server) to
+	// read: nothing on disk changes, and a corrupt segment is an error.
+	ReadOnly bool
 }
 
 // Open opens (creating if needed) the table in dir. A segment that fails
@@ -105,8 +114,10 @@ func Open(dir string, opts Options) (*Table, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
 	}
 	t := &Table{dir: dir, log: opts.Logger, events: map[string]uint32{}, keys: map[string]uint32{},
 		erased: map[uint32]bool{}, segs: map[string]*handle{}}
@@ -132,6 +143,21 @@ func Open(dir string, opts Options) (*Table, error) {
 	}
 	if t.ids, err = idmap.Load(filepath.Join(dir, usersName), t.man.UsersBytes); err != nil {
 		return nil, err
+	}
+	if opts.ReadOnly {
+		t.readOnly = true
+		for _, ref := range t.man.Segments {
+			path := filepath.Join(dir, ref.File)
+			r, err := segment.Open(path)
+			if err != nil {
+				t.closeSegments()
+				return nil, err
+			}
+			h := &handle{ref: ref, r: r, path: path}
+			h.refs.Store(1)
+			t.segs[ref.File] = h
+		}
+		return t, nil
 	}
 	// Drop what a crash left after the committed length of the idmap file.
 	if t.users, err = os.OpenFile(filepath.Join(dir, usersName), os.O_RDWR|os.O_CREATE, 0o600); err != nil {
@@ -207,6 +233,9 @@ func (t *Table) removeStrays() {
 // commitLocked writes m as the manifest: to a temporary file, fsync'd,
 // renamed over the old one, and the directory fsync'd.
 func (t *Table) commitLocked(m manifest) error {
+	if t.readOnly {
+		return errReadOnly
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -258,10 +287,32 @@ func (t *Table) Close() error {
 		return nil
 	}
 	t.closed = true
+	t.closeSegments()
+	if t.users == nil {
+		return nil
+	}
+	return t.users.Close()
+}
+
+func (t *Table) closeSegments() {
 	for _, h := range t.segs {
 		h.release()
 	}
-	return t.users.Close()
+}
+
+// WALCovered is the first log segment whose records the table does not
+// hold (see manifest.WALCovered).
+func (t *Table) WALCovered() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.man.WALCovered
+}
+
+// User returns the distinct id of a user ordinal.
+func (t *Table) User(o uint32) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ids.ID(o)
 }
 
 // Dir is the table's directory.

@@ -20,6 +20,7 @@ type refRow struct {
 	time   int64
 	event  string
 	insert string
+	recv   int64
 	props  map[string]string // key → JSON of the value
 	seq    int               // arrival, to order equal times
 }
@@ -31,6 +32,7 @@ func randEvent(r *rand.Rand, users int) event.Event {
 		DistinctID: fmt.Sprintf("p0_user%05d", r.IntN(users)),
 		Name:       []string{"page_view", "signup", "purchase", "logout"}[r.IntN(4)],
 		Time:       day0 + r.Int64N(5*86_400_000),
+		Received:   day0 + r.Int64N(1<<40),
 	}
 	if r.IntN(3) > 0 {
 		e.InsertID = fmt.Sprintf("ins%d", r.IntN(400))
@@ -61,7 +63,7 @@ func randEvent(r *rand.Rand, users int) event.Event {
 }
 
 func toRef(e event.Event, seq int) refRow {
-	r := refRow{user: e.DistinctID, time: e.Time, event: e.Name, insert: e.InsertID, props: map[string]string{}, seq: seq}
+	r := refRow{user: e.DistinctID, time: e.Time, event: e.Name, insert: e.InsertID, recv: e.Received, props: map[string]string{}, seq: seq}
 	for _, f := range e.Props {
 		r.props[f.Key] = string(f.Value.AppendJSON(nil))
 	}
@@ -124,7 +126,8 @@ func scanAll(t *testing.T, tb *Table, workers int) []refRow {
 				if i > 0 && q.Times[i] < q.Times[i-1] {
 					return fmt.Errorf("user %d: times out of order", q.User)
 				}
-				r := refRow{user: ids.ID(q.User), time: q.Times[i], event: s.Events()[q.Events[i]], props: map[string]string{}}
+				r := refRow{user: ids.ID(q.User), time: q.Times[i], event: s.Events()[q.Events[i]], props: map[string]string{},
+					insert: q.InsertIDs[i], recv: q.Received[i]}
 				for k := range keys {
 					if a := q.Props[k][i]; a != "" {
 						v, err := a.Value()
@@ -141,9 +144,9 @@ func scanAll(t *testing.T, tb *Table, workers int) []refRow {
 	}
 	var err error
 	if workers == 0 {
-		err = s.Scan(context.Background(), ScanSpec{Keys: codes}, visit(0))
+		err = s.Scan(context.Background(), ScanSpec{Keys: codes, Details: true}, visit(0))
 	} else {
-		err = s.ParallelScan(context.Background(), ScanSpec{Keys: codes}, workers, visit)
+		err = s.ParallelScan(context.Background(), ScanSpec{Keys: codes, Details: true}, workers, visit)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +166,7 @@ func compareRows(t *testing.T, step string, got, want []refRow) {
 	}
 	for i := range got {
 		g, w := got[i], want[i]
-		if g.user != w.user || g.time != w.time || g.event != w.event || fmt.Sprint(g.props) != fmt.Sprint(w.props) {
+		if g.user != w.user || g.time != w.time || g.event != w.event || g.insert != w.insert || g.recv != w.recv || fmt.Sprint(g.props) != fmt.Sprint(w.props) {
 			t.Fatalf("%s: row %d\n got %+v\nwant %+v", step, i, g, w)
 		}
 	}
@@ -289,4 +292,38 @@ func TestCorruptSegmentIsSetAside(t *testing.T) {
 	}
 	// A block corrupted after opening is reported by the scan, never served.
 	_ = segment.BlockRows
+}
+
+func TestTieredPlan(t *testing.T) {
+	tb, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	r := rand.New(rand.NewPCG(5, 5))
+	var rows []refRow
+	for flush := range 9 {
+		buf := NewBuffer()
+		evs := make([]event.Event, 50)
+		for i := range evs {
+			evs[i] = randEvent(r, 20)
+			evs[i].Time = day0 + int64(flush*1000+i) // one day
+			evs[i].InsertID = ""
+			rows = append(rows, toRef(evs[i], len(rows)))
+		}
+		tb.Add(buf, evs)
+		if err := tb.Flush(buf); err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range tb.Plan() {
+			if _, err := tb.Run(context.Background(), j); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// 9 flushes: two merges of 4 into level 1, one level-0 segment left.
+	if got := tb.Stats().Segments; got != 3 {
+		t.Fatalf("%d segments after tiered merges, want 3", got)
+	}
+	compareRows(t, "tiered", scanAll(t, tb, 0), expected(rows, nil, false))
 }

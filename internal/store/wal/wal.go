@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // DefaultSegmentSize is the segment size used when Options.SegmentSize is 0.
@@ -437,6 +438,30 @@ func (l *Log) RemoveBefore(seq uint64) error {
 		}
 	}
 	return nil
+}
+
+// SegmentInfo describes one segment file.
+type SegmentInfo struct {
+	Seq     uint64
+	Size    int64
+	ModTime time.Time
+}
+
+// Segments lists the log's segments, oldest first.
+func (l *Log) Segments() ([]SegmentInfo, error) {
+	seqs, err := listSegments(l.dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SegmentInfo, 0, len(seqs))
+	for _, seq := range seqs {
+		fi, err := os.Stat(filepath.Join(l.dir, segmentName(seq)))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, SegmentInfo{Seq: seq, Size: fi.Size(), ModTime: fi.ModTime()})
+	}
+	return out, nil
 }
 
 // Sync makes every record written so far durable (fdatasync on Linux). A
