@@ -31,6 +31,7 @@ func commands() []command {
 		{"import", "load a Mixpanel export (JSON lines, gzip'd or not) into a project's event table", runImport},
 		{"demo", "run a server on the embedded store with a demo project and sample traffic", runDemo},
 		{"bench-ingest", "benchmark /track from a separate process over loopback", runBenchIngest},
+		{"bench-store", "benchmark the event store: import, size, scan, peak RSS (and the anchors on the same events)", runBenchStore},
 		{"bench-scan", "benchmark a full scan of a project's event table", runBenchScan},
 		{"version", "print the version", runVersion},
 	}

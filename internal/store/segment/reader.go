@@ -2,6 +2,7 @@ package segment
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -359,26 +360,67 @@ func (r *Reader) Received(s *Scratch, b int, dst []int64) ([]int64, error) {
 // Inserts decodes block b's $insert_ids ("" = none) into dst. The
 // strings share one allocation per block.
 func (r *Reader) Inserts(s *Scratch, b int, dst []string) ([]string, error) {
-	plain, err := r.unzstd(s, r.insertBlocks[b], "insert_id", b)
+	buf, err := r.readBlock(s, r.insertBlocks[b], "insert_id", b)
 	if err != nil {
 		return nil, err
 	}
-	all := string(plain)
+	n := r.blockLen(b)
 	dst = dst[:0]
-	d := &footerReader{b: plain}
-	for len(d.b) > 0 {
-		l := d.count(len(d.b))
-		pos := len(plain) - len(d.b)
-		if d.err || l > len(d.b) {
-			return nil, r.corrupt("insert_id block %d: malformed", b)
+	bad := func() ([]string, error) { return nil, r.corrupt("insert_id block %d: malformed", b) }
+	switch buf[0] {
+	case insertHex:
+		l, k := binary.Uvarint(buf[1:])
+		if k <= 0 || l == 0 || l%2 != 0 || l > 1024 {
+			return bad()
 		}
-		dst = append(dst, all[pos:pos+l])
-		d.b = d.b[l:]
+		rest := buf[1+k:]
+		bm := (n + 7) / 8
+		if len(rest) < bm {
+			return bad()
+		}
+		bitmap, ids := rest[:bm], rest[bm:]
+		var present int
+		for i := range n {
+			if bitmap[i/8]&(1<<(i%8)) != 0 {
+				present++
+			}
+		}
+		if len(ids) != present*int(l/2) {
+			return bad()
+		}
+		all := hex.EncodeToString(ids) // one allocation for the block
+		pos := 0
+		for i := range n {
+			if bitmap[i/8]&(1<<(i%8)) == 0 {
+				dst = append(dst, "")
+				continue
+			}
+			dst = append(dst, all[pos:pos+int(l)])
+			pos += int(l)
+		}
+		return dst, nil
+	case insertRaw:
+		plain, err := r.unzstdBytes(s, buf[1:])
+		if err != nil {
+			return bad()
+		}
+		all := string(plain)
+		d := &footerReader{b: plain}
+		for len(d.b) > 0 {
+			l := d.count(len(d.b))
+			pos := len(plain) - len(d.b)
+			if d.err || l > len(d.b) {
+				return bad()
+			}
+			dst = append(dst, all[pos:pos+l])
+			d.b = d.b[l:]
+		}
+		if len(dst) != n {
+			return bad()
+		}
+		return dst, nil
 	}
-	if len(dst) != r.blockLen(b) {
-		return nil, r.corrupt("insert_id block %d has %d rows, want %d", b, len(dst), r.blockLen(b))
-	}
-	return dst, nil
+	return bad()
 }
 
 func checkLenOf[T any](r *Reader, out []T, err error, what string, b int) ([]T, error) {

@@ -30,6 +30,9 @@ func genRows(r *rand.Rand, n int, wide bool) []row {
 		rw := row{User: user, Time: t, Event: uint32(r.IntN(7)), Received: 1_800_000_000_000 + int64(i)*3}
 		if r.IntN(5) > 0 {
 			rw.InsertID = fmt.Sprintf("%016x", r.Uint64())
+			if wide { // not hex: the raw encoding
+				rw.InsertID = fmt.Sprintf("ins-%d", r.Uint64())
+			}
 		}
 		if r.IntN(4) > 0 {
 			rw.Props = append(rw.Props, Prop{Key: 1, Atom: string(AppendAtom(nil, event.StringValue([]string{"free", "pro", "team"}[r.IntN(3)])))})

@@ -3,6 +3,7 @@ package segment
 import (
 	"bufio"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -225,8 +226,7 @@ func (w *Writer) flushBlock() {
 	w.eventBlocks = append(w.eventBlocks, w.block(w.buf))
 	w.buf = enc.AppendInt64s(w.buf[:0], w.received)
 	w.receivedBlocks = append(w.receivedBlocks, w.block(w.buf))
-	// $insert_ids are random tokens: no dictionary helps, zstd does a bit.
-	w.buf = w.rawBlock(w.buf[:0], w.inserts)
+	w.buf = w.insertBlock(w.buf[:0], w.inserts)
 	w.insertBlocks = append(w.insertBlocks, w.block(w.buf))
 
 	for _, k := range w.keys {
@@ -259,6 +259,56 @@ const (
 	blockCodes = 1 // dictionary codes, 0 = absent
 	blockRaw   = 2 // zstd of (uvarint length, atom) per row, length 0 = absent
 )
+
+// Kinds of $insert_id block. $insert_ids are random tokens: no dictionary
+// helps, and zstd gains little on random text, so the usual shape (every
+// id lowercase hex of one length, as SDKs and exports often make them) is
+// stored as the bytes the hex spells.
+const (
+	insertRaw = 1 // zstd of (uvarint length, id) per row
+	insertHex = 2 // uvarint hex length; presence bitmap; the ids' bytes
+)
+
+func (w *Writer) insertBlock(dst []byte, ids []string) []byte {
+	hexLen := -1
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		if hexLen == -1 {
+			hexLen = len(id)
+		}
+		if len(id) != hexLen || len(id)%2 != 0 || !isLowerHex(id) {
+			hexLen = -2
+			break
+		}
+	}
+	if hexLen < 0 {
+		dst = append(dst, insertRaw)
+		return w.rawBlock(dst, ids)
+	}
+	dst = append(dst, insertHex)
+	dst = binary.AppendUvarint(dst, uint64(hexLen))
+	bitmap := len(dst)
+	dst = append(dst, make([]byte, (len(ids)+7)/8)...)
+	for i, id := range ids {
+		if id == "" {
+			continue
+		}
+		dst[bitmap+i/8] |= 1 << (i % 8)
+		dst, _ = hex.AppendDecode(dst, []byte(id))
+	}
+	return dst
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 func (w *Writer) rawBlock(dst []byte, atoms []string) []byte {
 	var plain []byte
