@@ -85,7 +85,7 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return emit(buf)
 		}
 	}
-	if err := store.Scan(*data, v); err != nil {
+	if err := store.Scan(*data, *project, v); err != nil {
 		return err
 	}
 	return w.Flush()

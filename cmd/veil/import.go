@@ -42,7 +42,10 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *memLimitMB > 0 {
+		// Collect rarely until memory nears the limit: the import's live
+		// heap is its buffers, and most garbage is short-lived.
 		debug.SetMemoryLimit(int64(*memLimitMB) << 20)
+		debug.SetGCPercent(400)
 	}
 	stopProfile, err := startCPUProfile(*cpuprofile)
 	if err != nil {
@@ -245,11 +248,12 @@ func importEvents(ctx context.Context, r io.Reader, tb *table.Table, im *collect
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	chunks := make(chan *importChunk, opts.workers*2)
+	free := make(chan []byte, opts.workers*4)
 	done := make(chan *importChunk, opts.workers*2)
 	var readErr error
 	go func() {
 		defer close(chunks)
-		readErr = cutLines(ctx, r, chunks)
+		readErr = cutLines(ctx, r, chunks, free)
 	}()
 	var wg sync.WaitGroup
 	for range opts.workers {
@@ -257,7 +261,12 @@ func importEvents(ctx context.Context, r io.Reader, tb *table.Table, im *collect
 		go func() {
 			defer wg.Done()
 			for c := range chunks {
+				data := c.data
 				decodeChunk(ctx, im, c, opts.now())
+				select {
+				case free <- data[:0]:
+				default:
+				}
 				select {
 				case done <- c:
 				case <-ctx.Done():
@@ -357,14 +366,12 @@ func importEvents(ctx context.Context, r io.Reader, tb *table.Table, im *collect
 	if err := tb.Flush(buf); err != nil {
 		return st, err
 	}
-	for _, day := range tb.NeedsCompaction() {
-		cs, err := tb.Compact(ctx, day)
-		if err != nil {
-			return st, err
-		}
-		st.Duplicates += cs.Duplicates
-		st.Stored -= cs.Duplicates
+	cs, err := tb.CompactAll(ctx)
+	if err != nil {
+		return st, err
 	}
+	st.Duplicates += cs.Duplicates
+	st.Stored -= cs.Duplicates
 	st.Elapsed = time.Since(st.start)
 	st.Rate = float64(st.Read) / st.Elapsed.Seconds()
 	ts := tb.Stats()
@@ -379,12 +386,21 @@ func importEvents(ctx context.Context, r io.Reader, tb *table.Table, im *collect
 }
 
 // cutLines reads r in chunks that end at a line break.
-func cutLines(ctx context.Context, r io.Reader, out chan<- *importChunk) error {
+// Buffers come from free when it has one (decoded chunks give theirs back:
+// the parser copies what it keeps), which spares page faults and garbage.
+func cutLines(ctx context.Context, r io.Reader, out chan<- *importChunk, free chan []byte) error {
 	var carry []byte
 	line := 1
 	for seq := 0; ; seq++ {
-		buf := make([]byte, len(carry), importChunkBytes+len(carry))
-		copy(buf, carry)
+		var buf []byte
+		select {
+		case buf = <-free:
+		default:
+		}
+		if cap(buf) < importChunkBytes+len(carry) {
+			buf = make([]byte, 0, importChunkBytes+len(carry))
+		}
+		buf = append(buf[:0], carry...)
 		n, err := io.ReadFull(r, buf[len(carry):cap(buf)])
 		buf = buf[:len(carry)+n]
 		eof := err == io.EOF || err == io.ErrUnexpectedEOF
@@ -396,13 +412,13 @@ func cutLines(ctx context.Context, r io.Reader, out chan<- *importChunk) error {
 			i := bytes.LastIndexByte(buf, '\n')
 			if i < 0 {
 				// A line longer than a chunk: keep reading it.
-				carry = buf
+				carry = append([]byte(nil), buf...) // never alias a buffer that is sent
 				seq--
 				continue
 			}
 			cut = i + 1
 		}
-		carry = append([]byte(nil), buf[cut:]...)
+		carry = append(carry[:0], buf[cut:]...)
 		c := &importChunk{seq: seq, data: buf[:cut], line: line}
 		line += bytes.Count(c.data, []byte{'\n'})
 		select {

@@ -20,7 +20,7 @@ func mkEvent(i int, insertID string) event.Event {
 
 func scanAll(t *testing.T, dir string) (events []event.Event, profiles []event.ProfileUpdate, links []event.IdentityLink) {
 	t.Helper()
-	err := Scan(dir, Visitor{
+	err := Scan(dir, 1, Visitor{
 		Event:    func(e *event.Event) error { events = append(events, *e); return nil },
 		Profile:  func(u *event.ProfileUpdate) error { profiles = append(profiles, *u); return nil },
 		Identity: func(l *event.IdentityLink) error { links = append(links, *l); return nil },

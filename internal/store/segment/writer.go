@@ -3,7 +3,6 @@ package segment
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -36,10 +35,17 @@ var (
 )
 
 // Prop is one property of a row: a key code and its atom (see AppendAtom).
+// ID, when not 0, identifies the atom among all the atoms the writer's
+// caller passes (an interned value): the writer then finds its dictionary
+// code by index instead of hashing the atom.
 type Prop struct {
 	Key  uint32
 	Atom string
+	ID   uint32
 }
+
+// maxAtomID bounds the IDs a column indexes directly.
+const maxAtomID = 1 << 22
 
 // Row is one stored event.
 type Row struct {
@@ -100,6 +106,7 @@ type colWriter struct {
 	dict    map[string]uint32 // atom → code (codes start at 1; 0 = absent)
 	atoms   []string
 	bytes   int
+	byID    []uint32 // atom ID → code, 0 = not yet known
 	codes   []uint32 // current block, one per row (0 = absent)
 	raw     []string // current block when the dictionary is full ("" = absent)
 	rawMode bool     // the current block is raw
@@ -147,7 +154,7 @@ func (w *Writer) Append(r *Row) error {
 			w.cols[p.Key] = c
 			w.keys = append(w.keys, p.Key)
 		}
-		c.set(i, p.Atom)
+		c.set(i, p.Atom, p.ID)
 	}
 	w.rows++
 	if len(w.times) == BlockRows {
@@ -157,7 +164,33 @@ func (w *Writer) Append(r *Row) error {
 }
 
 // set gives the column its value at row i of the current block.
-func (c *colWriter) set(i int, atom string) {
+func (c *colWriter) set(i int, atom string, id uint32) {
+	if id != 0 && id < maxAtomID && !c.rawMode {
+		if int(id) < len(c.byID) && c.byID[id] != 0 {
+			c.setCode(i, c.byID[id])
+			return
+		}
+		c.setAtom(i, atom)
+		if !c.rawMode {
+			for int(id) >= len(c.byID) {
+				c.byID = append(c.byID, 0)
+			}
+			c.byID[id] = c.codes[len(c.codes)-1]
+		}
+		return
+	}
+	c.setAtom(i, atom)
+}
+
+func (c *colWriter) setCode(i int, code uint32) {
+	for len(c.codes) < i {
+		c.codes = append(c.codes, 0)
+	}
+	c.codes = append(c.codes, code)
+	c.present++
+}
+
+func (c *colWriter) setAtom(i int, atom string) {
 	if c.rawMode {
 		for len(c.raw) < i {
 			c.raw = append(c.raw, "")
@@ -179,7 +212,7 @@ func (c *colWriter) set(i int, atom string) {
 					c.raw = append(c.raw, c.atoms[code-1])
 				}
 			}
-			c.set(i, atom)
+			c.setAtom(i, atom)
 			return
 		}
 		c.atoms = append(c.atoms, atom)
@@ -187,11 +220,7 @@ func (c *colWriter) set(i int, atom string) {
 		code = uint32(len(c.atoms))
 		c.dict[atom] = code
 	}
-	for len(c.codes) < i {
-		c.codes = append(c.codes, 0)
-	}
-	c.codes = append(c.codes, code)
-	c.present++
+	c.setCode(i, code)
 }
 
 func (w *Writer) write(b []byte) {
@@ -296,9 +325,19 @@ func (w *Writer) insertBlock(dst []byte, ids []string) []byte {
 			continue
 		}
 		dst[bitmap+i/8] |= 1 << (i % 8)
-		dst, _ = hex.AppendDecode(dst, []byte(id))
+		for j := 0; j < len(id); j += 2 {
+			dst = append(dst, unhex(id[j])<<4|unhex(id[j+1]))
+		}
 	}
 	return dst
+}
+
+// unhex is the value of a lowercase hex digit.
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'a' + 10
 }
 
 func isLowerHex(s string) bool {

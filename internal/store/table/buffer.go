@@ -2,6 +2,7 @@ package table
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -25,6 +26,24 @@ type Buffer struct {
 	scratch  []byte
 	// Suppressed counts events not added because their person is erased.
 	Suppressed int
+
+	// The previous event's answers (see Add); valid while the buffer is
+	// not reset, since atom indexes are the buffer's.
+	lastID    string
+	lastUser  uint32
+	lastLinks uint64 // Table.links when lastUser was found
+	lastName  string
+	lastEvent uint32
+	lastProps []lastProp
+}
+
+// lastProp is what Add found for the property at one position of the
+// previous event.
+type lastProp struct {
+	key  string
+	code uint32
+	atom []byte
+	id   uint32
 }
 
 // partRows are one day's rows in arrival order.
@@ -56,6 +75,7 @@ func (b *Buffer) Reset() {
 	clear(b.atoms)
 	b.atomList = b.atomList[:0]
 	b.bytes, b.rows, b.Suppressed = 0, 0, 0
+	b.lastID, b.lastName, b.lastProps = "", "", b.lastProps[:0]
 }
 
 // Add resolves the events' distinct ids, names and property keys to the
@@ -71,14 +91,23 @@ func (t *Table) Add(b *Buffer, evs []event.Event) {
 			p = &partRows{}
 			b.parts[day] = p
 		}
-		user := t.ids.Canonical(t.ids.Ordinal(e.DistinctID))
+		// Consecutive events are mostly one user's with the same name and
+		// property keys (a browser batch, a user-ordered export): the last
+		// answers are kept to skip the maps.
+		if e.DistinctID != b.lastID || b.lastID == "" || b.lastLinks != t.links {
+			b.lastID, b.lastUser, b.lastLinks = e.DistinctID, t.ids.Canonical(t.ids.Ordinal(e.DistinctID)), t.links
+		}
+		user := b.lastUser
 		if t.erased[user] {
 			b.Suppressed++
 			continue
 		}
 		p.users = append(p.users, user)
 		p.times = append(p.times, e.Time)
-		p.events = append(p.events, t.eventCodeLocked(e.Name))
+		if e.Name != b.lastName || len(b.lastName) == 0 {
+			b.lastName, b.lastEvent = e.Name, t.eventCodeLocked(e.Name)
+		}
+		p.events = append(p.events, b.lastEvent)
 		p.received = append(p.received, e.Received)
 		p.insertBytes = append(p.insertBytes, e.InsertID...)
 		p.inserts = append(p.inserts, uint32(len(p.insertBytes)))
@@ -88,9 +117,19 @@ func (t *Table) Add(b *Buffer, evs []event.Event) {
 			b.scratch = segment.AppendAtom(b.scratch[:0], event.StringValue(e.DistinctID))
 			p.props = append(p.props, uint64(t.keyCodeLocked(DistinctIDKey))<<32|uint64(b.atom(b.scratch)))
 		}
-		for _, f := range e.Props {
+		for j, f := range e.Props {
+			if j >= len(b.lastProps) {
+				b.lastProps = append(b.lastProps, lastProp{})
+			}
+			lp := &b.lastProps[j]
+			if f.Key != lp.key || lp.key == "" {
+				lp.key, lp.code, lp.atom = f.Key, t.keyCodeLocked(f.Key), nil
+			}
 			b.scratch = segment.AppendAtom(b.scratch[:0], f.Value)
-			p.props = append(p.props, uint64(t.keyCodeLocked(f.Key))<<32|uint64(b.atom(b.scratch)))
+			if string(b.scratch) != string(lp.atom) || lp.atom == nil {
+				lp.atom, lp.id = append(lp.atom[:0], b.scratch...), b.atom(b.scratch)
+			}
+			p.props = append(p.props, uint64(lp.code)<<32|uint64(lp.id))
 		}
 		p.propEnd = append(p.propEnd, uint32(len(p.props)))
 		b.bytes += 4 + 8 + 4 + 8 + 4 + len(e.InsertID) + 4 + 8*len(e.Props)
@@ -120,7 +159,9 @@ func (b *Buffer) atom(a []byte) uint32 {
 func (t *Table) Link(from, to string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.ids.Merge(t.ids.Ordinal(from), t.ids.Ordinal(to))
+	if t.ids.Merge(t.ids.Ordinal(from), t.ids.Ordinal(to)) {
+		t.links++
+	}
 }
 
 func (t *Table) eventCodeLocked(name string) uint32 {
@@ -173,23 +214,29 @@ func (t *Table) FlushCovering(b *Buffer, walSeq uint64) error {
 	}
 	slices.Sort(days)
 	seq := t.reserveSeq(len(days))
-	var refs []segmentRef
-	var written []string
+	refs := make([]segmentRef, len(days))
+	written := make([]bool, len(days))
 	fail := func(err error) error {
-		for _, p := range written {
-			os.Remove(p)
+		for i, ok := range written {
+			if ok {
+				t.forget(refs[i])
+			}
 		}
 		return err
 	}
-	for i, d := range days {
+	// Days are independent files: write them on all cores.
+	err := parallel(context.Background(), len(days), func(i int) error {
+		d := days[i]
 		ref, err := t.writeSegment(d, seq+uint64(i), 0, func(w *segment.Writer) error {
 			return b.parts[d].writeTo(w, b.atomList)
 		})
-		if err != nil {
-			return fail(err)
+		if err == nil {
+			refs[i], written[i] = ref, true
 		}
-		written = append(written, filepath.Join(t.dir, ref.File))
-		refs = append(refs, ref)
+		return err
+	})
+	if err != nil {
+		return fail(err)
 	}
 	if err := t.commitAdd(refs, nil, walSeq); err != nil {
 		return fail(err)
@@ -199,6 +246,18 @@ func (t *Table) FlushCovering(b *Buffer, walSeq uint64) error {
 }
 
 var errReadOnly = errors.New("table: opened read-only")
+
+// forget drops a segment written but never committed.
+func (t *Table) forget(ref segmentRef) {
+	t.mu.Lock()
+	h := t.segs[ref.File]
+	delete(t.segs, ref.File)
+	t.mu.Unlock()
+	if h != nil {
+		h.gone.Store(true)
+		h.release()
+	}
+}
 
 // reserveSeq hands out n segment sequence numbers.
 func (t *Table) reserveSeq(n int) uint64 {
@@ -327,7 +386,7 @@ func (p *partRows) writeTo(w *segment.Writer, atoms []string) error {
 		row = segment.Row{User: p.users[i], Time: p.times[i], Event: p.events[i], Received: p.received[i],
 			InsertID: string(p.insertBytes[istart:p.inserts[i]]), Props: row.Props[:0]}
 		for _, kv := range p.props[start:p.propEnd[i]] {
-			row.Props = append(row.Props, segment.Prop{Key: uint32(kv >> 32), Atom: atoms[uint32(kv)]})
+			row.Props = append(row.Props, segment.Prop{Key: uint32(kv >> 32), Atom: atoms[uint32(kv)], ID: uint32(kv) + 1})
 		}
 		if err := w.Append(&row); err != nil {
 			return err

@@ -3,7 +3,9 @@ package table
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/veil-analytics/veil/internal/store/segment"
 )
@@ -116,8 +118,11 @@ func (t *Table) Run(ctx context.Context, j CompactJob) (CompactStats, error) {
 
 // compact merges day's segments, or those of them named in files.
 func (t *Table) compact(ctx context.Context, day int32, files map[string]bool) (CompactStats, error) {
-	t.compactMu.Lock()
-	defer t.compactMu.Unlock()
+	t.compactMu.RLock()
+	defer t.compactMu.RUnlock()
+	l, _ := t.dayLocks.LoadOrStore(day, new(sync.Mutex))
+	l.(*sync.Mutex).Lock()
+	defer l.(*sync.Mutex).Unlock()
 	snap := t.daySnapshot(day)
 	defer snap.Release()
 	var st CompactStats
@@ -234,4 +239,61 @@ func (t *Table) MaxSegmentsPerDay() int {
 		most = max(most, n[r.Day])
 	}
 	return most
+}
+
+// CompactAll merges every day that has more than one segment (or erased
+// users' rows) into one segment, running days in parallel on all cores.
+func (t *Table) CompactAll(ctx context.Context) (CompactStats, error) {
+	days := t.NeedsCompaction()
+	var mu sync.Mutex
+	var total CompactStats
+	err := parallel(ctx, len(days), func(i int) error {
+		st, err := t.Compact(ctx, days[i])
+		mu.Lock()
+		total.Inputs += st.Inputs
+		total.RowsIn += st.RowsIn
+		total.RowsOut += st.RowsOut
+		total.Duplicates += st.Duplicates
+		total.Erased += st.Erased
+		mu.Unlock()
+		return err
+	})
+	return total, err
+}
+
+// parallel runs fn(0..n-1) on GOMAXPROCS goroutines and returns the first
+// error; after one, the remaining calls are skipped.
+func parallel(ctx context.Context, n int, fn func(i int) error) error {
+	var next int
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				stop := first != nil || ctx.Err() != nil
+				mu.Unlock()
+				if i >= n || stop {
+					return
+				}
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return first
 }

@@ -76,8 +76,12 @@ type Table struct {
 	closed bool
 	// readOnly tables never write.
 	readOnly bool
+	links    uint64 // identity merges so far, for Buffer caches
 
-	compactMu sync.Mutex // one compaction at a time
+	// compactMu is held shared by each compaction and exclusively by
+	// DropBefore; dayLocks make compactions of one day take turns.
+	compactMu sync.RWMutex
+	dayLocks  sync.Map // int32 → *sync.Mutex
 }
 
 // handle is an open segment shared by snapshots.
