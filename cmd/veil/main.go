@@ -29,6 +29,7 @@ func commands() []command {
 		{"pseudonym", "print the pseudonyms Veil stores for given identifiers", runPseudonym},
 		{"privacy", "privacy change counters and dry runs: privacy report|explain", runPrivacy},
 		{"import", "load a Mixpanel export (JSON lines, gzip'd or not) into a project's event table", runImport},
+		{"erase", "erase one person from a project (data-subject request), with an audit", runErase},
 		{"demo", "run a server on the embedded store with a demo project and sample traffic", runDemo},
 		{"bench-ingest", "benchmark /track from a separate process over loopback", runBenchIngest},
 		{"bench-store", "benchmark the event store: import, size, scan, peak RSS (and the anchors on the same events)", runBenchStore},

@@ -71,6 +71,7 @@ func (s *Store) toHead(c *commit) {
 	if b == nil {
 		return
 	}
+	s.applyProfiles(b.Profiles)
 	for i := range b.Links {
 		l := &b.Links[i]
 		if tb, err := s.tables.get(l.Project); err == nil {
@@ -158,7 +159,13 @@ func readCheckpoint(dataDir string) (uint64, error) {
 
 func writeCheckpoint(dataDir string, seq uint64) error {
 	b, _ := json.Marshal(checkpointFile{WALSeq: seq})
-	path := filepath.Join(dataDir, checkpointName)
+	return writeFileSync(filepath.Join(dataDir, checkpointName), b)
+}
+
+// writeFileSync replaces path with b durably: temporary file, fsync,
+// rename, fsync of the directory.
+func writeFileSync(path string, b []byte) error {
+	dataDir := filepath.Dir(path)
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -204,19 +211,27 @@ func (s *Store) flush(ctx context.Context, final bool) error {
 	var heads map[int64]*table.Buffer
 	var seq uint64
 	var rollErr error
+	var profSnap []byte
 	s.control(func() {
-		if len(s.heads) == 0 {
+		if len(s.heads) == 0 && !s.profDirty {
 			return
 		}
 		if seq, rollErr = s.log.Roll(); rollErr != nil {
 			return
 		}
 		heads, s.heads, s.headBytes = s.heads, map[int64]*table.Buffer{}, 0
+		if s.profDirty {
+			// The state as of the roll: later updates are in later segments.
+			s.profMu.RLock()
+			profSnap = encodeProfiles(s.prof, seq)
+			s.profMu.RUnlock()
+			s.profDirty = false
+		}
 	})
 	if rollErr != nil {
 		return fmt.Errorf("store: flush: %w", rollErr)
 	}
-	if heads == nil {
+	if seq == 0 {
 		return nil
 	}
 	var errs []error
@@ -229,6 +244,12 @@ func (s *Store) flush(ctx context.Context, final bool) error {
 			// The rows stay in the log after the checkpoint: a restart
 			// replays them.
 			errs = append(errs, fmt.Errorf("store: flushing project %d: %w", p, err))
+		}
+	}
+	if profSnap != nil {
+		if err := writeFileSync(filepath.Join(s.dataDir, profilesName), profSnap); err != nil {
+			errs = append(errs, fmt.Errorf("store: writing the profile snapshot: %w", err))
+			s.control(func() { s.profDirty = true })
 		}
 	}
 	if len(errs) > 0 {

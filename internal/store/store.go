@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/veil-analytics/veil/internal/event"
+	"github.com/veil-analytics/veil/internal/store/profiles"
 	"github.com/veil-analytics/veil/internal/store/table"
 	"github.com/veil-analytics/veil/internal/store/wal"
 )
@@ -99,6 +100,10 @@ type Store struct {
 	wake     chan struct{} // closed and replaced when behind clears
 	wakeMu   sync.Mutex
 	bgDone   chan struct{}
+
+	profMu    sync.RWMutex
+	prof      *profiles.State
+	profDirty bool // changed since the last snapshot (commit goroutine)
 }
 
 // commit is one request waiting for the group commit.
@@ -164,6 +169,10 @@ func Open(dataDir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	var profSeq uint64
+	if s.prof, profSeq, err = loadProfiles(dataDir); err != nil {
+		return nil, err
+	}
 	cutoff := opts.Now().Add(-opts.DedupWindow).UnixMilli()
 	var cur uint64
 	var replayErr error
@@ -194,6 +203,15 @@ func Open(dataDir string, opts Options) (*Store, error) {
 					return err
 				}
 				s.addToHead(tb, []event.Event{full})
+			case event.RecordProfile:
+				if cur < profSeq {
+					return nil
+				}
+				u, err := event.DecodeProfile(body)
+				if err != nil {
+					return err
+				}
+				s.applyProfiles([]event.ProfileUpdate{u})
 			case event.RecordIdentity:
 				if cur < checkpoint {
 					return nil
@@ -245,12 +263,17 @@ func (s *Store) Err() error {
 func (s *Store) LogSize() int64 { return s.log.Size() }
 
 // Append stores b durably: when it returns nil, b is in the log and fsync'd.
-// Events whose dedup key was already stored are dropped; dups counts them.
+// Events whose dedup key was already stored are dropped, and so are the
+// events of erased people (see Erase); dups counts both.
 // Append waits for the commit even if ctx ends meanwhile, so that its answer
 // is always true; ctx only stops it from queueing.
 func (s *Store) Append(ctx context.Context, b *event.Batch) (dups int, err error) {
 	if err := s.waitCompaction(ctx); err != nil {
 		return 0, err
+	}
+	suppressed := 0
+	if b2, n := s.withoutSuppressed(b); n > 0 {
+		b, suppressed = b2, n
 	}
 	c := &commit{done: make(chan struct{}), batch: b}
 	c.payload = make([]byte, 0, 512*b.Len())
@@ -294,7 +317,58 @@ func (s *Store) Append(ctx context.Context, b *event.Batch) (dups int, err error
 	}
 	s.mu.RUnlock()
 	<-c.done
-	return c.dups, c.err
+	if c.err != nil {
+		return 0, c.err
+	}
+	return c.dups + suppressed, nil
+}
+
+// withoutSuppressed returns b without the events of erased people (the
+// suppression list) and how many it left out; b itself is not changed.
+func (s *Store) withoutSuppressed(b *event.Batch) (*event.Batch, int) {
+	var keep []event.Event
+	n := 0
+	for i := range b.Events {
+		e := &b.Events[i]
+		tb, err := s.tables.get(e.Project)
+		if err != nil || !tb.Erased(e.DistinctID) {
+			if n > 0 {
+				keep = append(keep, *e)
+			}
+			continue
+		}
+		if n == 0 {
+			keep = append(make([]event.Event, 0, len(b.Events)), b.Events[:i]...)
+		}
+		n++
+	}
+	var keepProf []event.ProfileUpdate
+	np := 0
+	for i := range b.Profiles {
+		u := &b.Profiles[i]
+		tb, err := s.tables.get(u.Project)
+		if u.IsGroup() || err != nil || !tb.Erased(u.DistinctID) {
+			if np > 0 {
+				keepProf = append(keepProf, *u)
+			}
+			continue
+		}
+		if np == 0 {
+			keepProf = append(make([]event.ProfileUpdate, 0, len(b.Profiles)), b.Profiles[:i]...)
+		}
+		np++
+	}
+	if n+np == 0 {
+		return b, 0
+	}
+	nb := *b
+	if n > 0 {
+		nb.Events = keep
+	}
+	if np > 0 {
+		nb.Profiles = keepProf
+	}
+	return &nb, n + np
 }
 
 // Close waits for queued appends to commit, then syncs and closes the log.

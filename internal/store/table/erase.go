@@ -1,17 +1,38 @@
 package table
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
-// Erase marks the person with distinct id id (and every id merged with it)
-// as erased: reads skip their rows at once, the next compaction of each day
-// removes them from disk, and later rows for them are not added. It
-// returns the ordinals erased and whether the id was known.
-func (t *Table) Erase(id string) ([]uint32, bool, error) {
+// DayName is a partition's name: d20240101.
+func DayName(day int32) string {
+	return "d" + time.Unix(int64(day)*86400, 0).UTC().Format("20060102")
+}
+
+// Suppress marks the person with distinct id id (and every id merged with
+// it) as erased: reads skip their rows at once, the next compaction of
+// each day removes them from disk (Plan proposes it), and later rows for
+// them are not added. An id never seen gets an ordinal, so that it is
+// suppressed too. It returns the ordinals erased and whether the id was
+// known before.
+func (t *Table) Suppress(id string) ([]uint32, bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	o, ok := t.ids.Lookup(id)
-	if !ok {
-		return nil, false, nil
+	if t.readOnly {
+		return nil, false, errReadOnly
+	}
+	o, known := t.ids.Lookup(id)
+	if !known {
+		o = t.ids.Ordinal(id)
+		n, err := t.ids.Sync(t.users)
+		if err == nil {
+			err = t.users.Sync()
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		t.man.UsersBytes += n
 	}
 	members := t.ids.Members(o)
 	m := t.man
@@ -28,11 +49,15 @@ func (t *Table) Erase(id string) ([]uint32, bool, error) {
 	for _, u := range members {
 		t.erased[u] = true
 	}
-	return members, true, nil
+	t.anyErased.Store(true)
+	return members, known, nil
 }
 
 // Erased reports whether a distinct id belongs to an erased person.
 func (t *Table) Erased(id string) bool {
+	if !t.anyErased.Load() {
+		return false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	o, ok := t.ids.Lookup(id)

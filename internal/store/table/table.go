@@ -21,7 +21,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/veil-analytics/veil/internal/store/idmap"
 	"github.com/veil-analytics/veil/internal/store/segment"
@@ -77,6 +76,8 @@ type Table struct {
 	// readOnly tables never write.
 	readOnly bool
 	links    uint64 // identity merges so far, for Buffer caches
+
+	anyErased atomic.Bool // some user is erased: Erased must look
 
 	// compactMu is held shared by each compaction and exclusively by
 	// DropBefore; dayLocks make compactions of one day take turns.
@@ -145,6 +146,7 @@ func Open(dir string, opts Options) (*Table, error) {
 	for _, u := range t.man.Erased {
 		t.erased[u] = true
 	}
+	t.anyErased.Store(len(t.erased) > 0)
 	if t.ids, err = idmap.Load(filepath.Join(dir, usersName), t.man.UsersBytes); err != nil {
 		return nil, err
 	}
@@ -331,10 +333,8 @@ func DayOf(ms int64) int32 {
 	return int32(d)
 }
 
-// dayName is a partition's directory: d20240101.
-func dayName(day int32) string {
-	return "d" + time.Unix(int64(day)*86400, 0).UTC().Format("20060102")
-}
+// dayName is a partition's directory.
+func dayName(day int32) string { return DayName(day) }
 
 // Stats describe a table.
 type Stats struct {
