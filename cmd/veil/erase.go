@@ -49,12 +49,7 @@ func runErase(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *pseudo != "" && !pseudonym.IsPseudonym(*pseudo) {
 		return fmt.Errorf("--pseudonym %q is not a Veil pseudonym (p<epoch>_ and 22 characters); to erase by the raw id use --id", *pseudo)
 	}
-	db, err := openProjectMeta(ctx, *data, *project)
-	if err != nil {
-		return err
-	}
-	pol, err := effectivePolicy(ctx, db, *project)
-	db.Close()
+	pol, err := projectPolicy(ctx, *data, *project)
 	if err != nil {
 		return err
 	}

@@ -64,6 +64,17 @@ func openProjectMeta(ctx context.Context, data string, project int64) (*meta.DB,
 }
 
 // effectivePolicy is the project's stored policy, or the default.
+// projectPolicy opens the metadata of data just long enough to read
+// project's effective policy.
+func projectPolicy(ctx context.Context, data string, project int64) (privacy.Policy, error) {
+	db, err := openProjectMeta(ctx, data, project)
+	if err != nil {
+		return privacy.Policy{}, err
+	}
+	defer db.Close()
+	return effectivePolicy(ctx, db, project)
+}
+
 func effectivePolicy(ctx context.Context, db *meta.DB, project int64) (privacy.Policy, error) {
 	raw, err := db.PrivacyPolicy(ctx, project)
 	if err != nil {

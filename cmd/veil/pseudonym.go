@@ -92,12 +92,7 @@ func runPseudonym(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			}
 		}
 	}
-	db, err := openProjectMeta(ctx, *data, *project)
-	if err != nil {
-		return err
-	}
-	pol, err := effectivePolicy(ctx, db, *project)
-	db.Close()
+	pol, err := projectPolicy(ctx, *data, *project)
 	if err != nil {
 		return err
 	}
