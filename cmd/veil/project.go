@@ -16,7 +16,7 @@ import (
 
 func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "Usage: veil project create --data DIR --name NAME [--json]\n       veil project list --data DIR [--json]")
+		fmt.Fprintln(stderr, "Usage: veil project create --data DIR --name NAME [--json]\n       veil project list --data DIR [--json]\n       veil project retention --data DIR --project ID [--days N]")
 		return errUsage
 	}
 	switch args[0] {
@@ -24,8 +24,10 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return projectCreate(ctx, args[1:], stdout, stderr)
 	case "list":
 		return projectList(ctx, args[1:], stdout, stderr)
+	case "retention":
+		return projectRetention(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("unknown subcommand %q: use create or list", args[0])
+	return fmt.Errorf("unknown subcommand %q: use create, list or retention", args[0])
 }
 
 func openMeta(ctx context.Context, data string) (*meta.DB, error) {
@@ -119,4 +121,35 @@ func projectList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", p.ID, p.Name, p.Token, p.Created.UTC().Format(time.RFC3339))
 	}
 	return tw.Flush()
+}
+
+// projectRetention shows or sets how many days of events a project keeps.
+func projectRetention(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("project retention", "project retention --data DIR --project ID [--days N]", stderr)
+	data := fs.String("data", "", "data directory")
+	project := fs.Int64("project", 0, "project id")
+	days := fs.Int("days", -1, "days of events to keep, 0 for all; veil serve drops older day partitions whole after its next flush")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	db, err := openProjectMeta(ctx, *data, *project)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if *days >= 0 {
+		if err := db.SetRetentionDays(ctx, *project, *days); err != nil {
+			return err
+		}
+	}
+	keep, err := db.RetentionDays(ctx, *project)
+	if err != nil {
+		return err
+	}
+	if keep == 0 {
+		fmt.Fprintf(stdout, "project %d keeps all its events\n", *project)
+	} else {
+		fmt.Fprintf(stdout, "project %d keeps %d days of events\n", *project, keep)
+	}
+	return nil
 }

@@ -190,6 +190,8 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 		DedupWindow:  cfg.dedupWindow,
 		DedupMaxKeys: cfg.dedupMaxKeys,
 		ObserveSync:  func(d time.Duration) { fsyncs.Observe(d.Seconds()) },
+		Retention:    db.Retentions,
+		Logger:       logger,
 	})
 	if err != nil {
 		closeGeo()

@@ -122,7 +122,8 @@ var invalidIDs = map[string]bool{
 }
 
 func validInsertID(s string) bool {
-	if s == "" || len(s) > 36 || invalidIDs[strings.ToLower(s)] {
+	// The placeholders are at most 9 characters but for the nil UUID.
+	if s == "" || len(s) > 36 || (len(s) <= 9 || len(s) == 36) && invalidIDs[strings.ToLower(s)] {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

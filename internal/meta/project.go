@@ -222,3 +222,47 @@ func scanProject(s scanner, extra ...any) (Project, error) {
 	p.Created = t.UTC()
 	return p, nil
 }
+
+// RetentionDays returns how many days of events project keeps (0: all).
+func (db *DB) RetentionDays(ctx context.Context, project int64) (int, error) {
+	var days int
+	err := db.sql.QueryRowContext(ctx, `SELECT retention_days FROM projects WHERE id = ?`, project).Scan(&days)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	return days, err
+}
+
+// SetRetentionDays sets how many days of events project keeps (0: all).
+func (db *DB) SetRetentionDays(ctx context.Context, project int64, days int) error {
+	if days < 0 {
+		return errors.New("retention must be 0 (keep everything) or a number of days")
+	}
+	res, err := db.sql.ExecContext(ctx, `UPDATE projects SET retention_days = ? WHERE id = ?`, days, project)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Retentions returns the retention of every project that has one.
+func (db *DB) Retentions(ctx context.Context) (map[int64]int, error) {
+	rows, err := db.sql.QueryContext(ctx, `SELECT id, retention_days FROM projects WHERE retention_days > 0`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int64]int{}
+	for rows.Next() {
+		var id int64
+		var days int
+		if err := rows.Scan(&id, &days); err != nil {
+			return nil, err
+		}
+		out[id] = days
+	}
+	return out, rows.Err()
+}

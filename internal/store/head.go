@@ -321,6 +321,7 @@ func (s *Store) background() {
 		if err := s.flush(ctx, false); err != nil {
 			s.opts.Logger.Error("store: flush failed; the log keeps the events", "err", err)
 		}
+		s.applyRetention(ctx)
 		s.compact(ctx)
 	}
 }
@@ -376,4 +377,34 @@ func (s *Store) waitCompaction(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// applyRetention drops the day partitions that projects' retention has
+// passed.
+func (s *Store) applyRetention(ctx context.Context) {
+	if s.opts.Retention == nil {
+		return
+	}
+	days, err := s.opts.Retention(ctx)
+	if err != nil {
+		s.opts.Logger.Error("store: reading retention settings", "err", err)
+		return
+	}
+	today := table.DayOf(s.opts.Now().UnixMilli())
+	for project, keep := range days {
+		if keep <= 0 {
+			continue
+		}
+		tb, err := s.tables.get(project)
+		if err != nil {
+			s.opts.Logger.Error("store: opening a table for retention", "project", project, "err", err)
+			continue
+		}
+		n, err := tb.DropBefore(today - int32(keep) + 1)
+		if err != nil {
+			s.opts.Logger.Error("store: dropping expired partitions", "project", project, "err", err)
+		} else if n > 0 {
+			s.opts.Logger.Info("store: retention dropped expired day partitions", "project", project, "days_kept", keep, "events", n)
+		}
+	}
 }

@@ -57,6 +57,10 @@ type Options struct {
 	MaxSegmentsPerDay int
 	// Logger receives flush and compaction errors (default slog.Default).
 	Logger *slog.Logger
+	// Retention, if set, returns each project's retention in days (absent
+	// or 0: keep everything); after each flush, day partitions older than
+	// that are dropped whole.
+	Retention func(context.Context) (map[int64]int, error)
 	// Now is the clock (default time.Now); tests replace it.
 	Now func() time.Time
 }

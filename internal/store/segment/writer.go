@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"slices"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -79,7 +80,8 @@ type Writer struct {
 
 	timeBlocks, eventBlocks, receivedBlocks, insertBlocks []blockRef
 	cols                                                  map[uint32]*colWriter
-	keys                                                  []uint32 // in order of first appearance
+	byKey                                                 []*colWriter // cols by key code, for small codes
+	keys                                                  []uint32     // in order of first appearance
 
 	buf  []byte
 	u64  []uint64
@@ -102,16 +104,18 @@ type blockRef struct {
 }
 
 type colWriter struct {
-	key     uint32
-	dict    map[string]uint32 // atom → code (codes start at 1; 0 = absent)
-	atoms   []string
-	bytes   int
-	byID    []uint32 // atom ID → code, 0 = not yet known
-	codes   []uint32 // current block, one per row (0 = absent)
-	raw     []string // current block when the dictionary is full ("" = absent)
-	rawMode bool     // the current block is raw
-	present uint32
-	blocks  []blockRef
+	key      uint32
+	dict     map[string]uint32 // atom → code (codes start at 1; 0 = absent)
+	atoms    []string
+	bytes    int
+	byID     []uint32 // atom ID → code, 0 = not yet known
+	lastAtom string   // the previous value set, and its code
+	lastCode uint32
+	codes    []uint32 // current block, one per row (0 = absent)
+	raw      []string // current block when the dictionary is full ("" = absent)
+	rawMode  bool     // the current block is raw
+	present  uint32
+	blocks   []blockRef
 }
 
 // NewWriter returns a Writer writing to w.
@@ -147,12 +151,21 @@ func (w *Writer) Append(r *Row) error {
 	w.received = append(w.received, r.Received)
 	w.inserts = append(w.inserts, r.InsertID)
 	for _, p := range r.Props {
-		c := w.cols[p.Key]
+		var c *colWriter
+		if int(p.Key) < len(w.byKey) {
+			c = w.byKey[p.Key]
+		}
 		if c == nil {
 			// Blocks before the key appeared are empty (length 0: all absent).
 			c = &colWriter{key: p.Key, dict: make(map[string]uint32), blocks: make([]blockRef, len(w.timeBlocks))}
 			w.cols[p.Key] = c
 			w.keys = append(w.keys, p.Key)
+			if p.Key < 1<<16 { // key codes are dense: index them
+				for int(p.Key) >= len(w.byKey) {
+					w.byKey = append(w.byKey, nil)
+				}
+				w.byKey[p.Key] = c
+			}
 		}
 		c.set(i, p.Atom, p.ID)
 	}
@@ -199,6 +212,12 @@ func (c *colWriter) setAtom(i int, atom string) {
 		c.present++
 		return
 	}
+	// Rows of one user often repeat a value, and a merge's atoms of one
+	// input share memory, which string equality checks first.
+	if atom == c.lastAtom && c.lastCode != 0 {
+		c.setCode(i, c.lastCode)
+		return
+	}
 	code, ok := c.dict[atom]
 	if !ok {
 		if len(c.atoms) >= maxDictAtoms || c.bytes+len(atom) > maxDictBytes {
@@ -220,6 +239,7 @@ func (c *colWriter) setAtom(i int, atom string) {
 		code = uint32(len(c.atoms))
 		c.dict[atom] = code
 	}
+	c.lastAtom, c.lastCode = atom, code
 	c.setCode(i, code)
 }
 
@@ -299,11 +319,12 @@ const (
 )
 
 func (w *Writer) insertBlock(dst []byte, ids []string) []byte {
-	hexLen := -1
+	hexLen, present := -1, 0
 	for _, id := range ids {
 		if id == "" {
 			continue
 		}
+		present++
 		if hexLen == -1 {
 			hexLen = len(id)
 		}
@@ -319,34 +340,40 @@ func (w *Writer) insertBlock(dst []byte, ids []string) []byte {
 	dst = append(dst, insertHex)
 	dst = binary.AppendUvarint(dst, uint64(hexLen))
 	bitmap := len(dst)
-	dst = append(dst, make([]byte, (len(ids)+7)/8)...)
+	out := bitmap + (len(ids)+7)/8
+	dst = slices.Grow(dst, out-bitmap+present*hexLen/2)[:out+present*hexLen/2]
+	clear(dst[bitmap:out])
 	for i, id := range ids {
 		if id == "" {
 			continue
 		}
 		dst[bitmap+i/8] |= 1 << (i % 8)
-		for j := 0; j < len(id); j += 2 {
-			dst = append(dst, unhex(id[j])<<4|unhex(id[j+1]))
+		b := dst[out : out+len(id)/2]
+		for j := range b {
+			b[j] = hexVal[id[2*j]]<<4 | hexVal[id[2*j+1]]
 		}
+		out += len(b)
 	}
 	return dst
 }
 
-// unhex is the value of a lowercase hex digit.
-func unhex(c byte) byte {
-	if c <= '9' {
-		return c - '0'
+// hexVal maps a lowercase hex digit to its value and anything else to 0xFF.
+var hexVal = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xFF
 	}
-	return c - 'a' + 10
-}
+	for i, c := range "0123456789abcdef" {
+		t[c] = byte(i)
+	}
+	return t
+}()
 
 func isLowerHex(s string) bool {
+	var bad byte
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
+		bad |= hexVal[s[i]] & 0xF0
 	}
-	return true
+	return bad == 0
 }
 
 func (w *Writer) rawBlock(dst []byte, atoms []string) []byte {

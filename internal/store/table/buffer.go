@@ -98,7 +98,7 @@ func (t *Table) Add(b *Buffer, evs []event.Event) {
 			b.lastID, b.lastUser, b.lastLinks = e.DistinctID, t.ids.Canonical(t.ids.Ordinal(e.DistinctID)), t.links
 		}
 		user := b.lastUser
-		if t.erased[user] {
+		if len(t.erased) > 0 && t.erased[user] {
 			b.Suppressed++
 			continue
 		}
