@@ -41,6 +41,8 @@ type serveConfig struct {
 	trustedProxies  string
 	dedupWindow     time.Duration
 	dedupMaxKeys    int
+	flushInterval   time.Duration
+	flushMB         int
 	shutdownTimeout time.Duration
 	logLevel        string
 	logFormat       string
@@ -60,6 +62,8 @@ func (c *serveConfig) register(fs *flagSet) {
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
 	fs.DurationVar(&c.dedupWindow, "dedup-window", 24*time.Hour, "how long an $insert_id deduplicates after receipt")
 	fs.IntVar(&c.dedupMaxKeys, "dedup-max-keys", 8<<20, "bound on remembered $insert_id keys (about 18 bytes each)")
+	fs.DurationVar(&c.flushInterval, "flush-interval", 30*time.Second, "how often new events are written from memory (and the log) into the event store's segments")
+	fs.IntVar(&c.flushMB, "flush-mb", 64, "flush earlier when events waiting in memory reach this many MiB")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
@@ -187,11 +191,13 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 	})
 	reg.MustRegister(fsyncs)
 	st, err := store.Open(cfg.data, store.Options{
-		DedupWindow:  cfg.dedupWindow,
-		DedupMaxKeys: cfg.dedupMaxKeys,
-		ObserveSync:  func(d time.Duration) { fsyncs.Observe(d.Seconds()) },
-		Retention:    db.Retentions,
-		Logger:       logger,
+		DedupWindow:   cfg.dedupWindow,
+		DedupMaxKeys:  cfg.dedupMaxKeys,
+		FlushInterval: cfg.flushInterval,
+		FlushBytes:    cfg.flushMB << 20,
+		ObserveSync:   func(d time.Duration) { fsyncs.Observe(d.Seconds()) },
+		Retention:     db.Retentions,
+		Logger:        logger,
 	})
 	if err != nil {
 		closeGeo()
