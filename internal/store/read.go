@@ -114,7 +114,7 @@ func scanTable(dataDir string, project int64, fn func(*event.Event) error) (uint
 				if a == "" {
 					continue
 				}
-				val, err := a.Value()
+				val, err := a.Decode()
 				if err != nil {
 					return err
 				}

@@ -480,7 +480,7 @@ func (r *Reader) Dict(key uint32) ([]Atom, error) {
 				return
 			}
 			atoms[i] = Atom(all[pos : pos+l])
-			if !atoms[i].valid() {
+			if !atoms[i].Valid() {
 				c.dictErr = r.corrupt("dictionary of key %d: malformed value %d", key, i)
 				return
 			}
@@ -534,7 +534,7 @@ func (r *Reader) Prop(s *Scratch, key uint32, b int, codes []uint32, atoms []Ato
 				break
 			}
 			a := Atom(all[pos : pos+l])
-			if l > 0 && !a.valid() {
+			if l > 0 && !a.Valid() {
 				return PropBlock{}, r.corrupt("property %d block %d: malformed value", key, b)
 			}
 			atoms = append(atoms, a)

@@ -178,7 +178,7 @@ func TestAtoms(t *testing.T) {
 		{Kind: event.Object, Fields: []event.Field{{Key: "z", Value: event.NumberValue(1)}, {Key: "a", Value: event.StringValue("x")}}},
 	} {
 		a := Atom(AppendAtom(nil, v))
-		got, err := a.Value()
+		got, err := a.Decode()
 		if err != nil || !got.Equal(v) && !(v.Kind == event.Array && len(v.Items) == 0 && got.Kind == event.Array && len(got.Items) == 0) {
 			t.Errorf("%s: got %s, %v", v.AppendJSON(nil), got.AppendJSON(nil), err)
 		}

@@ -314,6 +314,18 @@ func (t *Table) WALCovered() uint64 {
 	return t.man.WALCovered
 }
 
+// Ordinal returns the canonical user ordinal of a distinct id, if the
+// table knows it.
+func (t *Table) Ordinal(id string) (uint32, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	o, ok := t.ids.Lookup(id)
+	if !ok {
+		return 0, false
+	}
+	return t.ids.Canonical(o), true
+}
+
 // User returns the distinct id of a user ordinal.
 func (t *Table) User(o uint32) string {
 	t.mu.Lock()

@@ -130,7 +130,7 @@ func scanAll(t *testing.T, tb *Table, workers int) []refRow {
 					insert: q.InsertIDs[i], recv: q.Received[i]}
 				for k := range keys {
 					if a := q.Props[k][i]; a != "" {
-						v, err := a.Value()
+						v, err := a.Decode()
 						if err != nil {
 							return err
 						}
