@@ -7,8 +7,8 @@ package scan
 
 import (
 	"encoding/binary"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 
