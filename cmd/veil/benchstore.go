@@ -296,7 +296,15 @@ func runAnchors(ctx context.Context, script string, n int64, root string, log io
 	cmd := exec.CommandContext(ctx, "bash", script, strconv.FormatInt(n, 10))
 	cmd.Env = append(os.Environ(), "ROOT="+root)
 	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Run(); err != nil {
+	err = cmd.Run()
+	// The script leaves its ClickHouse server running: stop it so that it
+	// takes no CPU or memory from what is measured next.
+	stop := exec.CommandContext(ctx, "bash", filepath.Join(filepath.Dir(script), "ch", "ch-stop.sh"), filepath.Join(root, "ch"))
+	stop.Stdout, stop.Stderr = log, log
+	if serr := stop.Run(); serr != nil {
+		fmt.Fprintf(log, "bench-store: stopping the anchors' ClickHouse: %v\n", serr)
+	}
+	if err != nil {
 		return anchorFigures{}, fmt.Errorf("anchor script: %w", err)
 	}
 	b, err := os.ReadFile(results)

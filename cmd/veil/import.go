@@ -281,6 +281,7 @@ func importEvents(ctx context.Context, r io.Reader, tb *table.Table, im *collect
 	}()
 
 	buf := table.NewBuffer()
+	dupsBefore := tb.FlushDuplicates()
 	pending := map[int]*importChunk{}
 	next := 0
 	lastProgress := time.Now()
@@ -370,8 +371,9 @@ func importEvents(ctx context.Context, r io.Reader, tb *table.Table, im *collect
 	if err != nil {
 		return st, err
 	}
-	st.Duplicates += cs.Duplicates
-	st.Stored -= cs.Duplicates
+	dups := cs.Duplicates + tb.FlushDuplicates() - dupsBefore
+	st.Duplicates += dups
+	st.Stored -= dups
 	st.Elapsed = time.Since(st.start)
 	st.Rate = float64(st.Read) / st.Elapsed.Seconds()
 	ts := tb.Stats()
@@ -454,7 +456,7 @@ func decodeChunk(ctx context.Context, im *collector.Importer, c *importChunk, no
 			items = append(items, one[0])
 		}
 	}
-	var objs []wire.Item
+	objs := items[:0]
 	for _, it := range items {
 		if it.Value.Kind != event.Object {
 			c.bad++

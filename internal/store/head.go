@@ -387,7 +387,9 @@ func (s *Store) applyRetention(ctx context.Context) {
 	}
 	days, err := s.opts.Retention(ctx)
 	if err != nil {
-		s.opts.Logger.Error("store: reading retention settings", "err", err)
+		if ctx.Err() == nil { // not a shutdown
+			s.opts.Logger.Error("store: reading retention settings", "err", err)
+		}
 		return
 	}
 	today := table.DayOf(s.opts.Now().UnixMilli())

@@ -92,6 +92,15 @@ func ParseItems(data []byte, opts ParseOptions) ([]Item, error) {
 	if !opts.NDJSON {
 		return nil, p.errAt(p.pos, describe(p.s, p.pos)+" after the top-level value")
 	}
+	if len(items) == 1 {
+		// Many lines follow: size the slice once (newline counting is
+		// vectorised) instead of growing it line by line.
+		n := strings.Count(p.s[p.pos:], "\n") + 2
+		if opts.MaxItems > 0 {
+			n = min(n, opts.MaxItems)
+		}
+		items = append(make([]Item, 0, n), items...)
+	}
 
 	// NDJSON: a first line holding an array is one item like any other line.
 	if p.s[first] == '[' {

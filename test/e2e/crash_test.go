@@ -20,17 +20,331 @@ import (
 	"time"
 )
 
-// crashBatch is one /track request of the crash test's load generator.
+// crashBatch is one /track request of the crash tests' load generator.
 type crashBatch struct {
 	id     string
 	body   []byte
-	events []trackEvent
+	events []trackEvent // as sent: may repeat an event (see crashLoadConfig.copyOneIn)
 
 	// Written by the worker that owns the batch; read after the workers end.
 	attempts int       // requests sent
 	acked    bool      // some attempt got 200 {"status":1,...}
 	retried  bool      // acked on a retry after a failed attempt
 	failedAt time.Time // when the first attempt failed
+}
+
+// crashSeed is the seed of a crash test's randomness: VEIL_E2E_SEED if
+// set, else the clock. It logs it so that a failure can be replayed.
+func crashSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("VEIL_E2E_SEED"); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("VEIL_E2E_SEED=%q: %v", v, err)
+		}
+	}
+	t.Logf("seed %d (replay with VEIL_E2E_SEED=%d)", seed, seed)
+	return seed
+}
+
+// crashLoadConfig shapes the crash tests' load generator.
+type crashLoadConfig struct {
+	workers            int
+	minBatch, maxBatch int           // events per batch
+	retryEvery         time.Duration // a client's wait between retries of an unanswered batch
+	span               time.Duration // event times spread over this long before now (default 1h)
+	pause              time.Duration // a worker waits up to this long between batches (0: none)
+	// resendOneIn: 1 in n acknowledged batches is sent once more, the same
+	// body, as a client that lost the answer would (0: never).
+	resendOneIn int
+	// copyOneIn: 1 in n batches also carries copies of a few events of the
+	// worker's previous batch (acknowledged or not) and a second copy of
+	// one of its own events (0: never).
+	copyOneIn int
+}
+
+// crashLoad is a load generator that keeps sending /track batches while a
+// crash test kills and restarts the server, and remembers what was sent
+// and what was acknowledged.
+type crashLoad struct {
+	t             *testing.T
+	s             *Server
+	cfg           crashLoadConfig
+	ctx           context.Context
+	client        *http.Client
+	url           string
+	retryDeadline time.Time // a client retry loop must not spin forever if the server never comes back
+
+	mu      sync.Mutex
+	batches []*crashBatch
+	byID    map[string]trackEvent // every insert id sent
+
+	stopping    atomic.Bool  // no new batches
+	interrupted atomic.Int64 // batches whose first attempt got no answer
+	refused     atomic.Int64 // attempts refused while the server was down
+	cutOff      atomic.Int64 // attempts reset or cut short by a kill
+	resent      atomic.Int64 // acknowledged batches sent again on purpose
+	protoErrs   atomic.Int64
+	wg          sync.WaitGroup
+}
+
+// startCrashLoad starts cfg.workers workers sending to s; their batch
+// contents follow from seed.
+func startCrashLoad(t *testing.T, s *Server, seed uint64, cfg crashLoadConfig) *crashLoad {
+	t.Helper()
+	if cfg.span <= 0 {
+		cfg.span = time.Hour
+	}
+	ctx, cancel := context.WithCancel(testContext(t))
+	transport := &http.Transport{MaxIdleConnsPerHost: cfg.workers}
+	l := &crashLoad{
+		t: t, s: s, cfg: cfg, ctx: ctx,
+		client:        &http.Client{Timeout: 20 * time.Second, Transport: transport},
+		url:           s.URL() + "/track?verbose=1",
+		retryDeadline: time.Now().Add(3 * time.Minute),
+		byID:          map[string]trackEvent{},
+	}
+	// If the test ends early (a failed restart), stop the load generator
+	// before the test completes (and before the harness stops the server).
+	t.Cleanup(func() {
+		l.stopping.Store(true)
+		cancel()
+		l.wg.Wait()
+		transport.CloseIdleConnections()
+	})
+	for w := range cfg.workers {
+		l.wg.Add(1)
+		go l.worker(w, rand.New(rand.NewPCG(seed, uint64(w)+1)))
+	}
+	return l
+}
+
+// send makes one attempt; acked reports a 200 {"status":1,...}. Any other
+// complete answer is a server bug: every event sent is valid.
+func (l *crashLoad) send(b *crashBatch) (acked bool) {
+	b.attempts++
+	code, body, err := postBody(l.ctx, l.client, l.url, "application/json", bytes.NewReader(b.body))
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			l.refused.Add(1)
+		} else if l.ctx.Err() == nil {
+			l.cutOff.Add(1)
+		}
+		return false
+	}
+	if code == http.StatusOK && strings.HasPrefix(string(body), `{"status":1`) {
+		if string(body) != okVerbose {
+			l.protoErrs.Add(1)
+			l.t.Errorf("batch %s: accepted with failures (every event is valid): %s", b.id, body)
+		}
+		return true
+	}
+	l.protoErrs.Add(1)
+	l.t.Errorf("batch %s: answered %d %s; want 200 %s or no answer", b.id, code, body, okVerbose)
+	return true // answered: do not retry
+}
+
+func (l *crashLoad) worker(w int, rng *rand.Rand) {
+	defer l.wg.Done()
+	cfg := l.cfg
+	var prev []trackEvent // the previous batch's own events
+	for n := 0; !l.stopping.Load() && l.ctx.Err() == nil; n++ {
+		b := &crashBatch{id: fmt.Sprintf("w%d-b%d", w, n)}
+		now := time.Now().UnixMilli()
+		for i := range cfg.minBatch + rng.IntN(cfg.maxBatch-cfg.minBatch+1) {
+			b.events = append(b.events, trackEvent{
+				Name:       []string{"page_view", "signup", "checkout", "search"}[rng.IntN(4)],
+				DistinctID: fmt.Sprintf("user-%d", rng.IntN(500)),
+				TimeMS:     now - rng.Int64N(cfg.span.Milliseconds()),
+				InsertID:   fmt.Sprintf("%s-e%d", b.id, i),
+				Props:      map[string]any{"batch": b.id, "n": float64(i)},
+			})
+		}
+		own := b.events
+		if cfg.copyOneIn > 0 && rng.IntN(cfg.copyOneIn) == 0 {
+			// The same events again, as a client that merged a retry
+			// queue into a new request would send them: each must still
+			// be stored once.
+			for range 1 + rng.IntN(3) {
+				if len(prev) > 0 {
+					b.events = append(b.events, prev[rng.IntN(len(prev))])
+				}
+			}
+			b.events = append(b.events, own[rng.IntN(len(own))])
+		}
+		prev = own
+		b.body = trackBody(l.s.Token, b.events)
+		l.mu.Lock()
+		l.batches = append(l.batches, b)
+		for _, e := range b.events {
+			l.byID[e.InsertID] = e
+		}
+		l.mu.Unlock()
+
+		if l.send(b) {
+			b.acked = true
+			if cfg.resendOneIn > 0 && rng.IntN(cfg.resendOneIn) == 0 {
+				l.resent.Add(1)
+				l.send(b) // whatever the answer: the batch is acknowledged
+			}
+		} else {
+			l.interrupted.Add(1)
+			b.failedAt = time.Now()
+			if rng.IntN(2) != 0 {
+				// The client retries the same body until it is acknowledged,
+				// as an SDK does after a network error.
+				for l.ctx.Err() == nil && time.Now().Before(l.retryDeadline) {
+					time.Sleep(cfg.retryEvery)
+					if l.send(b) {
+						b.acked, b.retried = true, true
+						break
+					}
+				}
+			} // else the client gives up: the batch stays unacknowledged
+		}
+		if cfg.pause > 0 {
+			time.Sleep(time.Duration(rng.Int64N(int64(cfg.pause))))
+		}
+	}
+}
+
+// batchCount is how many batches the workers have started.
+func (l *crashLoad) batchCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.batches)
+}
+
+// finish stops the workers: they end once their current batch is
+// acknowledged or given up.
+func (l *crashLoad) finish(timeout time.Duration) {
+	l.t.Helper()
+	l.stopping.Store(true)
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		l.t.Fatalf("load generator did not finish within %v of the last restart", timeout)
+	}
+}
+
+// crashTally is what a crash test's load generator sent and what is stored.
+type crashTally struct {
+	batches, sentEvents    int // distinct insert ids
+	acked, ackedEvents     int // batches, distinct insert ids in them
+	retried, retriedStored int // batches acked on a retry; of them, stored before the crash
+	dropped, storedUnacked int // batches never acknowledged; their events stored anyway
+	stored, storedDistinct int // events stored, distinct insert ids stored
+	copies                 int // events sent again in a later batch, or twice in one
+}
+
+// verify checks what is stored (recs, after the workers finished) against
+// what was sent: every event of an acknowledged batch stored exactly once,
+// nothing stored twice, nothing stored that was never sent, each as sent.
+// Past 20 problems, it only counts them.
+func (l *crashLoad) verify(recs []Record) crashTally {
+	t := l.t
+	t.Helper()
+	problems := 0
+	report := func(format string, args ...any) {
+		t.Helper()
+		if problems++; problems <= 20 {
+			t.Errorf(format, args...)
+		}
+	}
+	count, stored := countByInsertID(recs)
+	tl := crashTally{batches: len(l.batches), sentEvents: len(l.byID), stored: len(recs), storedDistinct: len(count)}
+	ackedIDs := map[string]bool{}
+	sentIn := map[string]int{} // batch sends of each insert id
+	for _, b := range l.batches {
+		switch {
+		case b.acked && b.retried:
+			tl.retried++
+		case !b.acked:
+			tl.dropped++
+		}
+		if b.acked {
+			tl.acked++
+		}
+		preCrash := false
+		seen := map[string]bool{}
+		for _, e := range b.events {
+			sentIn[e.InsertID]++
+			if seen[e.InsertID] {
+				continue
+			}
+			seen[e.InsertID] = true
+			if b.acked {
+				ackedIDs[e.InsertID] = true
+			}
+			n := count[e.InsertID]
+			switch {
+			case b.acked && n != 1:
+				report("acknowledged event %s (batch %s, %d attempts) is stored %d times; want exactly 1", e.InsertID, b.id, b.attempts, n)
+			case n > 1:
+				report("unacknowledged event %s (batch %s) is stored %d times; want at most 1", e.InsertID, b.id, n)
+			}
+			if n == 0 {
+				continue
+			}
+			if !b.acked {
+				tl.storedUnacked++
+			}
+			if diff := checkStoredEvent(l.s, stored[e.InsertID], e); diff != "" {
+				report("event %s is stored wrong: %s", e.InsertID, diff)
+			}
+			if rms, ok := stored[e.InsertID].Props()["$veil_received_ms"].(float64); ok && b.retried && int64(rms) <= b.failedAt.UnixMilli() {
+				preCrash = true
+			}
+		}
+		if preCrash {
+			tl.retriedStored++
+		}
+	}
+	tl.ackedEvents = len(ackedIDs)
+	for _, n := range sentIn {
+		tl.copies += n - 1
+	}
+	for id, n := range count {
+		if _, ok := l.byID[id]; !ok {
+			report("stored event with $insert_id %q (%d times) was never sent: %v", id, n, stored[id])
+		}
+	}
+	if len(recs) != len(count) {
+		report("%d events stored under %d distinct insert ids", len(recs), len(count))
+	}
+	if problems > 20 {
+		t.Errorf("... %d problems with the stored events in all", problems)
+	}
+	return tl
+}
+
+// summary is a log line of what the load generator did and what is stored.
+func (l *crashLoad) summary(tl crashTally) string {
+	return fmt.Sprintf("%d batches sent (%d events), %d acknowledged (%d events); %d batches unanswered at first "+
+		"(%d requests cut off by a kill, %d refused while down): %d acked on retry (%d of them had been stored before the crash "+
+		"and were deduplicated), %d dropped unacknowledged (%d of their events stored anyway); %d acknowledged batches resent, "+
+		"%d event copies sent; %d events stored",
+		tl.batches, tl.sentEvents, tl.acked, tl.ackedEvents, l.interrupted.Load(), l.cutOff.Load(), l.refused.Load(),
+		tl.retried, tl.retriedStored, tl.dropped, tl.storedUnacked, l.resent.Load(), tl.copies, tl.stored)
+}
+
+// checkExercised fails the test if the load was too light for kills
+// crashes to mean anything, or some request got an unexpected answer.
+func (l *crashLoad) checkExercised(tl crashTally, kills int, wantCutOff bool) {
+	t := l.t
+	t.Helper()
+	if wantCutOff && l.cutOff.Load() == 0 {
+		t.Errorf("no request was cut off by %d kills: the test did not exercise a crash under load", kills)
+	}
+	if tl.acked < kills {
+		t.Errorf("only %d batches acknowledged across %d kills: too little load to mean anything", tl.acked, kills)
+	}
+	if l.protoErrs.Load() > 0 {
+		t.Errorf("%d requests got an answer other than 200 %s", l.protoErrs.Load(), okVerbose)
+	}
 }
 
 // TestCrashNoAcknowledgedEventLost SIGKILLs the server at random moments
@@ -41,121 +355,11 @@ type crashBatch struct {
 // Replay a failure with VEIL_E2E_SEED=<seed from the log>; the kill delays
 // and batch contents follow from it (the interleaving with the server does not).
 func TestCrashNoAcknowledgedEventLost(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("VEIL_E2E_SEED"); v != "" {
-		var err error
-		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
-			t.Fatalf("VEIL_E2E_SEED=%q: %v", v, err)
-		}
-	}
-	t.Logf("seed %d (replay with VEIL_E2E_SEED=%d)", seed, seed)
-
-	const (
-		kills      = 24
-		workers    = 4
-		minBatch   = 20
-		maxBatch   = 50
-		retryEvery = 25 * time.Millisecond
-	)
+	seed := crashSeed(t)
+	const kills = 24
 	s := NewServer(t)
 	start := time.Now()
-	ctx, cancel := context.WithCancel(testContext(t))
-
-	var (
-		mu      sync.Mutex
-		batches []*crashBatch
-		byID    = map[string]trackEvent{} // every insert id sent
-	)
-	var (
-		stopping    atomic.Bool  // no new batches
-		interrupted atomic.Int64 // batches whose first attempt got no answer
-		refused     atomic.Int64 // attempts refused while the server was down
-		cutOff      atomic.Int64 // attempts reset or cut short by a kill
-		protoErrs   atomic.Int64
-	)
-	// A client retry loop must not spin forever if the server never comes back.
-	retryDeadline := time.Now().Add(3 * time.Minute)
-
-	transport := &http.Transport{MaxIdleConnsPerHost: workers}
-	defer transport.CloseIdleConnections()
-	client := &http.Client{Timeout: 20 * time.Second, Transport: transport}
-	url := s.URL() + "/track?verbose=1"
-
-	// send makes one attempt; acked reports a 200 {"status":1,...}. Any other
-	// complete answer is a server bug: every event sent is valid.
-	send := func(b *crashBatch) (acked bool) {
-		b.attempts++
-		code, body, err := postBody(ctx, client, url, "application/json", bytes.NewReader(b.body))
-		if err != nil {
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				refused.Add(1)
-			} else if ctx.Err() == nil {
-				cutOff.Add(1)
-			}
-			return false
-		}
-		if code == http.StatusOK && strings.HasPrefix(string(body), `{"status":1`) {
-			if string(body) != okVerbose {
-				protoErrs.Add(1)
-				t.Errorf("batch %s: accepted with failures (every event is valid): %s", b.id, body)
-			}
-			return true
-		}
-		protoErrs.Add(1)
-		t.Errorf("batch %s: answered %d %s; want 200 %s or no answer", b.id, code, body, okVerbose)
-		return true // answered: do not retry
-	}
-
-	var wg sync.WaitGroup
-	// If the test ends early (a failed restart), stop the load generator
-	// before the test completes.
-	t.Cleanup(func() { stopping.Store(true); cancel(); wg.Wait() })
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(seed, uint64(w)+1))
-			for n := 0; !stopping.Load() && ctx.Err() == nil; n++ {
-				b := &crashBatch{id: fmt.Sprintf("w%d-b%d", w, n)}
-				now := time.Now().UnixMilli()
-				for i := range minBatch + rng.IntN(maxBatch-minBatch+1) {
-					b.events = append(b.events, trackEvent{
-						Name:       []string{"page_view", "signup", "checkout", "search"}[rng.IntN(4)],
-						DistinctID: fmt.Sprintf("user-%d", rng.IntN(500)),
-						TimeMS:     now - rng.Int64N(time.Hour.Milliseconds()),
-						InsertID:   fmt.Sprintf("%s-e%d", b.id, i),
-						Props:      map[string]any{"batch": b.id, "n": float64(i)},
-					})
-				}
-				b.body = trackBody(s.Token, b.events)
-				mu.Lock()
-				batches = append(batches, b)
-				for _, e := range b.events {
-					byID[e.InsertID] = e
-				}
-				mu.Unlock()
-
-				if send(b) {
-					b.acked = true
-					continue
-				}
-				interrupted.Add(1)
-				b.failedAt = time.Now()
-				if rng.IntN(2) == 0 {
-					continue // the client gives up: the batch stays unacknowledged
-				}
-				// The client retries the same body until it is acknowledged,
-				// as an SDK does after a network error.
-				for ctx.Err() == nil && time.Now().Before(retryDeadline) {
-					time.Sleep(retryEvery)
-					if send(b) {
-						b.acked, b.retried = true, true
-						break
-					}
-				}
-			}
-		}()
-	}
+	load := startCrashLoad(t, s, seed, crashLoadConfig{workers: 4, minBatch: 20, maxBatch: 50, retryEvery: 25 * time.Millisecond})
 
 	// The killer: SIGKILL at a random moment after each restart.
 	// On some kills it also tears the log's tail the way a power loss can
@@ -175,18 +379,11 @@ func TestCrashNoAcknowledgedEventLost(t *testing.T) {
 			tear = fmt.Sprintf(", tore the log tail (%d bytes of %s)", n, kind)
 		}
 		restartServer(t, s) // fails the test if start-up fails
-		t.Logf("kill %d after %v%s; %d batches so far, %d requests cut off, %d refused", i+1, d, tear, countBatches(&mu, &batches), cutOff.Load(), refused.Load())
+		t.Logf("kill %d after %v%s; %d batches so far, %d requests cut off, %d refused", i+1, d, tear, load.batchCount(), load.cutOff.Load(), load.refused.Load())
 	}
 	// Let retries of the last crash finish against a live server, then stop.
 	time.Sleep(300 * time.Millisecond)
-	stopping.Store(true)
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("load generator did not finish within 2m of the last restart")
-	}
+	load.finish(2 * time.Minute)
 	if err := s.Stop(); err != nil {
 		t.Errorf("clean stop after the last restart: %v\n%s", err, s.Log())
 	}
@@ -210,88 +407,13 @@ func TestCrashNoAcknowledgedEventLost(t *testing.T) {
 		checkServerLog(t, fmt.Sprintf("run %d", i), l)
 	}
 
-	// Verify what is stored. Past 20 problems, only count them.
-	problems := 0
-	report := func(format string, args ...any) {
-		t.Helper()
-		if problems++; problems <= 20 {
-			t.Errorf(format, args...)
-		}
-	}
-	recs := s.Records("event")
-	count, stored := countByInsertID(recs)
-	var acked, ackedEvents, retried, dropped, retriedAfterStore, storedUnacked int
-	for _, b := range batches {
-		switch {
-		case b.acked && b.retried:
-			retried++
-		case !b.acked:
-			dropped++
-		}
-		if b.acked {
-			acked++
-			ackedEvents += len(b.events)
-		}
-		preCrash := false
-		for _, e := range b.events {
-			n := count[e.InsertID]
-			switch {
-			case b.acked && n != 1:
-				report("acknowledged event %s (batch %s, %d attempts) is stored %d times; want exactly 1", e.InsertID, b.id, b.attempts, n)
-			case n > 1:
-				report("unacknowledged event %s (batch %s) is stored %d times; want at most 1", e.InsertID, b.id, n)
-			}
-			if n == 0 {
-				continue
-			}
-			if !b.acked {
-				storedUnacked++
-			}
-			if diff := checkStoredEvent(s, stored[e.InsertID], e); diff != "" {
-				report("event %s is stored wrong: %s", e.InsertID, diff)
-			}
-			if rms, ok := stored[e.InsertID].Props()["$veil_received_ms"].(float64); ok && b.retried && int64(rms) <= b.failedAt.UnixMilli() {
-				preCrash = true
-			}
-		}
-		if preCrash {
-			retriedAfterStore++
-		}
-	}
-	for id, n := range count {
-		if _, ok := byID[id]; !ok {
-			report("stored event with $insert_id %q (%d times) was never sent: %v", id, n, stored[id])
-		}
-	}
-	if len(recs) != len(count) {
-		report("%d events stored under %d distinct insert ids", len(recs), len(count))
-	}
-	t.Logf("%d kills in %v: %d batches sent (%d events), %d acknowledged (%d events); %d batches unanswered at first "+
-		"(%d requests cut off by a kill, %d refused while down): %d acked on retry (%d of them had been stored before the crash "+
-		"and were deduplicated), %d dropped unacknowledged (%d of their events stored anyway); %d events stored; %d torn-tail repairs (%d injected)",
-		kills, time.Since(start).Round(time.Millisecond), len(batches), len(byID), acked, ackedEvents, interrupted.Load(),
-		cutOff.Load(), refused.Load(), retried, retriedAfterStore, dropped, storedUnacked, len(recs), repairs, len(tears))
+	tally := load.verify(s.Records("event"))
+	t.Logf("%d kills in %v: %s; %d torn-tail repairs (%d injected)",
+		kills, time.Since(start).Round(time.Millisecond), load.summary(tally), repairs, len(tears))
 	if repairs < len(tears) {
 		t.Errorf("%d torn tails injected but %d repairs logged", len(tears), repairs)
 	}
-	if problems > 20 {
-		t.Errorf("... %d problems with the stored events in all", problems)
-	}
-	if cutOff.Load() == 0 {
-		t.Errorf("no request was cut off by %d kills: the test did not exercise a crash under load", kills)
-	}
-	if acked < kills {
-		t.Errorf("only %d batches acknowledged across %d kills: too little load to mean anything", acked, kills)
-	}
-	if protoErrs.Load() > 0 {
-		t.Errorf("%d requests got an answer other than 200 %s", protoErrs.Load(), okVerbose)
-	}
-}
-
-func countBatches(mu *sync.Mutex, b *[]*crashBatch) int {
-	mu.Lock()
-	defer mu.Unlock()
-	return len(*b)
+	load.checkExercised(tally, kills, true)
 }
 
 // tearWALTail appends to the last WAL segment what a crash during a write

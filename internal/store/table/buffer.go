@@ -69,9 +69,17 @@ func (b *Buffer) Rows() int { return b.rows }
 // Bytes estimates the memory the rows hold.
 func (b *Buffer) Bytes() int { return b.bytes }
 
-// Reset empties the buffer, keeping its memory.
+// Reset empties the buffer, keeping its memory: the days' columns are
+// truncated, not dropped, since the next rows mostly fall on the same days.
 func (b *Buffer) Reset() {
-	clear(b.parts)
+	for d, p := range b.parts {
+		if cap(p.users) == 0 {
+			delete(b.parts, d)
+			continue
+		}
+		*p = partRows{users: p.users[:0], times: p.times[:0], events: p.events[:0], received: p.received[:0],
+			inserts: p.inserts[:0], insertBytes: p.insertBytes[:0], propEnd: p.propEnd[:0], props: p.props[:0]}
+	}
 	clear(b.atoms)
 	b.atomList = b.atomList[:0]
 	b.bytes, b.rows, b.Suppressed = 0, 0, 0
@@ -228,7 +236,10 @@ func (t *Table) FlushCovering(b *Buffer, walSeq uint64) error {
 	err := parallel(context.Background(), len(days), func(i int) error {
 		d := days[i]
 		ref, err := t.writeSegment(d, seq+uint64(i), 0, func(w *segment.Writer) error {
-			return b.parts[d].writeTo(w, b.atomList)
+			var dups int64
+			err := b.parts[d].writeTo(w, b.atomList, &dups)
+			t.dups.Add(dups)
+			return err
 		})
 		if err == nil {
 			refs[i], written[i] = ref, true
@@ -246,6 +257,10 @@ func (t *Table) FlushCovering(b *Buffer, walSeq uint64) error {
 }
 
 var errReadOnly = errors.New("table: opened read-only")
+
+// FlushDuplicates counts the rows flushes have left out as duplicates of
+// rows in the same buffer since the table was opened.
+func (t *Table) FlushDuplicates() int64 { return t.dups.Load() }
 
 // forget drops a segment written but never committed.
 func (t *Table) forget(ref segmentRef) {
@@ -361,8 +376,24 @@ func (t *Table) commitAdd(add []segmentRef, remove map[string]bool, walSeq uint6
 	return nil
 }
 
-// writeTo writes the rows sorted by (user, time, arrival).
-func (p *partRows) writeTo(w *segment.Writer, atoms []string) error {
+// dupOf reports whether one of rows has row i's event and $insert_id.
+func (p *partRows) dupOf(rows []uint32, i, istart uint32) bool {
+	id := p.insertBytes[istart:p.inserts[i]]
+	for _, j := range rows {
+		js := uint32(0)
+		if j > 0 {
+			js = p.inserts[j-1]
+		}
+		if p.events[j] == p.events[i] && string(p.insertBytes[js:p.inserts[j]]) == string(id) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeTo writes the rows sorted by (user, time, arrival), leaving out
+// duplicates, which it counts in dups.
+func (p *partRows) writeTo(w *segment.Writer, atoms []string, dups *int64) error {
 	n := len(p.users)
 	perm := make([]uint32, n)
 	for i := range perm {
@@ -378,11 +409,22 @@ func (p *partRows) writeTo(w *segment.Writer, atoms []string) error {
 		return cmp.Compare(a, b)
 	})
 	var row segment.Row
+	var group []uint32 // rows written with the current (user, time)
 	for _, i := range perm {
 		start, istart := uint32(0), uint32(0)
 		if i > 0 {
 			start, istart = p.propEnd[i-1], p.inserts[i-1]
 		}
+		// Mixpanel's dedup key within the buffer: (user, time, event,
+		// $insert_id); rows across flushes meet in compaction.
+		if len(group) > 0 && (p.users[group[0]] != p.users[i] || p.times[group[0]] != p.times[i]) {
+			group = group[:0]
+		}
+		if p.inserts[i] > istart && p.dupOf(group, i, istart) {
+			*dups++
+			continue
+		}
+		group = append(group, i)
 		row = segment.Row{User: p.users[i], Time: p.times[i], Event: p.events[i], Received: p.received[i],
 			InsertID: string(p.insertBytes[istart:p.inserts[i]]), Props: row.Props[:0]}
 		for _, kv := range p.props[start:p.propEnd[i]] {

@@ -77,7 +77,8 @@ type Table struct {
 	readOnly bool
 	links    uint64 // identity merges so far, for Buffer caches
 
-	anyErased atomic.Bool // some user is erased: Erased must look
+	anyErased atomic.Bool  // some user is erased: Erased must look
+	dups      atomic.Int64 // see FlushDuplicates
 
 	// compactMu is held shared by each compaction and exclusively by
 	// DropBefore; dayLocks make compactions of one day take turns.
