@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/veil-analytics/veil/internal/event"
 	"github.com/veil-analytics/veil/internal/store/profiles"
+	"github.com/veil-analytics/veil/internal/store/table"
 )
 
 func dayEvent(user string, day, i int, insert string) event.Event {
@@ -198,4 +200,36 @@ func TestErase(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestRetentionDropsOldDays(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	// "Now" is day 3 of the events below: keeping 2 days keeps days 2 and 3.
+	now := time.UnixMilli(dayEvent("", 3, 0, "").Time)
+	s, err := Open(dir, Options{FlushInterval: -1, Now: func() time.Time { return now },
+		Retention: func(context.Context) (map[int64]int, error) { return map[int64]int{1: 2}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var b event.Batch
+	for i := range 40 {
+		b.Events = append(b.Events, dayEvent("p0_u", i%4, i, ""))
+	}
+	if _, err := s.Append(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.applyRetention(ctx)
+	tb, _ := s.Table(1)
+	days := tb.Days()
+	if len(days) != 2 || days[0] != table.DayOf(dayEvent("", 2, 0, "").Time) {
+		t.Fatalf("days kept: %v", days)
+	}
+	if n := tb.Stats().Rows; n != 20 {
+		t.Fatalf("%d rows kept, want 20", n)
+	}
 }

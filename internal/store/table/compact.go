@@ -1,6 +1,7 @@
 package table
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
@@ -10,17 +11,25 @@ import (
 	"github.com/veil-analytics/veil/internal/store/segment"
 )
 
-// NeedsCompaction lists the days whose segments a Compact would rewrite:
-// more than one segment, or rows of erased users.
+// NeedsCompaction lists the days whose segments CompactAll would rewrite:
+// rows of erased users, or several segments whose user ranges overlap. A
+// day whose segments hold disjoint user ranges (an import of a
+// user-ordered export, say) is already in (user, time) order across them,
+// and no user's rows can repeat between them: merging it would rewrite
+// every byte for nothing.
 func (t *Table) NeedsCompaction() []int32 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	count := map[int32]int{}
+	type span struct{ lo, hi uint32 }
+	spans := map[int32][]span{}
 	erased := map[int32]bool{}
 	for _, r := range t.man.Segments {
-		count[r.Day]++
+		us := t.segs[r.File].r.Users()
+		if len(us) > 0 {
+			spans[r.Day] = append(spans[r.Day], span{us[0].User, us[len(us)-1].User})
+		}
 		if len(t.erased) > 0 && !erased[r.Day] {
-			for _, u := range t.segs[r.File].r.Users() {
+			for _, u := range us {
 				if t.erased[u.User] {
 					erased[r.Day] = true
 					break
@@ -29,8 +38,13 @@ func (t *Table) NeedsCompaction() []int32 {
 		}
 	}
 	var out []int32
-	for d, n := range count {
-		if n > 1 || erased[d] {
+	for d, sp := range spans {
+		slices.SortFunc(sp, func(a, b span) int { return cmp.Compare(a.lo, b.lo) })
+		overlap := false
+		for i := 1; i < len(sp); i++ {
+			overlap = overlap || sp[i].lo <= sp[i-1].hi
+		}
+		if overlap || erased[d] {
 			out = append(out, d)
 		}
 	}

@@ -147,7 +147,16 @@ type cursor struct {
 	scratch  segment.Scratch
 }
 
-func (c *cursor) next() uint32 { return c.r.Users()[c.ui].User }
+// release drops the cursor's decoded block, so that a scan over many
+// segments holds the buffers of the few it is in, not of all it passed.
+func (c *cursor) release() {
+	c.block = -1
+	c.times, c.events, c.inserts, c.received = nil, nil, nil, nil
+	for k := range c.props {
+		c.props[k], c.codes[k], c.raws[k] = segment.PropBlock{}, nil, nil
+	}
+	c.scratch = segment.Scratch{}
+}
 
 // load decodes block b of the cursor's columns.
 func (c *cursor) load(b int, keys []uint32, details bool) error {
@@ -297,6 +306,9 @@ func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
 			sc.pos[u] += run.N
 		}
 		c.ui = c.uend
+		if c.ui == len(us) && c.block >= 0 {
+			c.release() // done with this segment: a worker's ranges ascend
+		}
 	}
 	q := &sc.seq
 	for u := range n {
