@@ -11,22 +11,26 @@ import (
 	"github.com/veil-analytics/veil/internal/store/segment"
 )
 
-// NeedsCompaction lists the days whose segments CompactAll would rewrite:
-// rows of erased users, or several segments whose user ranges overlap. A
-// day whose segments hold disjoint user ranges (an import of a
-// user-ordered export, say) is already in (user, time) order across them,
-// and no user's rows can repeat between them: merging it would rewrite
-// every byte for nothing.
-func (t *Table) NeedsCompaction() []int32 {
+// MergeJobs lists the merges CompactAll runs: per day, each group of
+// segments whose user ranges overlap (transitively) becomes one segment,
+// and a day holding rows of erased users is merged whole. Segments with
+// disjoint user ranges are already in (user, time) order across them, and
+// no user's rows can repeat between them: merging them would rewrite every
+// byte for nothing (an import of a user-ordered export overlaps only where
+// a flush cut a user's events in two).
+func (t *Table) MergeJobs() []CompactJob {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	type span struct{ lo, hi uint32 }
+	type span struct {
+		lo, hi uint32
+		file   string
+	}
 	spans := map[int32][]span{}
 	erased := map[int32]bool{}
 	for _, r := range t.man.Segments {
 		us := t.segs[r.File].r.Users()
 		if len(us) > 0 {
-			spans[r.Day] = append(spans[r.Day], span{us[0].User, us[len(us)-1].User})
+			spans[r.Day] = append(spans[r.Day], span{us[0].User, us[len(us)-1].User, r.File})
 		}
 		if len(t.erased) > 0 && !erased[r.Day] {
 			for _, u := range us {
@@ -37,18 +41,41 @@ func (t *Table) NeedsCompaction() []int32 {
 			}
 		}
 	}
-	var out []int32
+	var jobs []CompactJob
 	for d, sp := range spans {
-		slices.SortFunc(sp, func(a, b span) int { return cmp.Compare(a.lo, b.lo) })
-		overlap := false
-		for i := 1; i < len(sp); i++ {
-			overlap = overlap || sp[i].lo <= sp[i-1].hi
+		if erased[d] {
+			jobs = append(jobs, CompactJob{Day: d})
+			continue
 		}
-		if overlap || erased[d] {
-			out = append(out, d)
+		slices.SortFunc(sp, func(a, b span) int { return cmp.Compare(a.lo, b.lo) })
+		for i := 0; i < len(sp); {
+			j, hi := i+1, sp[i].hi
+			for j < len(sp) && sp[j].lo <= hi {
+				hi = max(hi, sp[j].hi)
+				j++
+			}
+			if j-i > 1 {
+				files := map[string]bool{}
+				for _, x := range sp[i:j] {
+					files[x.file] = true
+				}
+				jobs = append(jobs, CompactJob{Day: d, files: files})
+			}
+			i = j
 		}
 	}
-	slices.Sort(out)
+	slices.SortFunc(jobs, func(a, b CompactJob) int { return cmp.Compare(a.Day, b.Day) })
+	return jobs
+}
+
+// NeedsCompaction lists the days CompactAll would rewrite some of.
+func (t *Table) NeedsCompaction() []int32 {
+	var out []int32
+	for _, j := range t.MergeJobs() {
+		if len(out) == 0 || out[len(out)-1] != j.Day {
+			out = append(out, j.Day)
+		}
+	}
 	return out
 }
 
@@ -255,14 +282,14 @@ func (t *Table) MaxSegmentsPerDay() int {
 	return most
 }
 
-// CompactAll merges every day that has more than one segment (or erased
-// users' rows) into one segment, running days in parallel on all cores.
+// CompactAll runs MergeJobs on all cores: afterwards no two segments of a
+// day overlap in users, and no erased user's rows remain.
 func (t *Table) CompactAll(ctx context.Context) (CompactStats, error) {
-	days := t.NeedsCompaction()
+	jobs := t.MergeJobs()
 	var mu sync.Mutex
 	var total CompactStats
-	err := parallel(ctx, len(days), func(i int) error {
-		st, err := t.Compact(ctx, days[i])
+	err := parallel(ctx, len(jobs), func(i int) error {
+		st, err := t.Run(ctx, jobs[i])
 		mu.Lock()
 		total.Inputs += st.Inputs
 		total.RowsIn += st.RowsIn
