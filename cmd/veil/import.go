@@ -32,7 +32,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	data := fs.String("data", "", "data directory")
 	project := fs.Int64("project", 0, "project id")
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
-	bufferMB := fs.Int("buffer-mb", 128, "memory for rows between two segment flushes, MiB (two buffers: one fills while the other is written)")
+	bufferMB := fs.Int("buffer-mb", 96, "memory for rows between two segment flushes, MiB (two buffers: one fills while the other is written)")
 	memLimitMB := fs.Int("memory-limit-mb", 768, "soft limit of the process's memory, MiB: the garbage collector works harder near it (0 = none)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the import to this file")
 	var keys keyFlags
