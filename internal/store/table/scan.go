@@ -1,6 +1,7 @@
 package table
 
 import (
+	"cmp"
 	"context"
 	"runtime"
 	"slices"
@@ -135,27 +136,35 @@ type cursor struct {
 	ui   int // next entry of the user table
 	uend int
 
-	block    int // decoded block, -1 for none
+	block int // decoded block, -1 for none
+	cursorBufs
+	props []segment.PropBlock
+	dicts [][]segment.Atom
+	codes [][]uint32
+	raws  [][]segment.Atom
+}
+
+// release takes the cursor's decoded block buffers back for the next
+// cursor that loads one, so that a scan over many segments holds the
+// buffers of the few it is in, and allocates no more.
+func (sc *scanner) release(c *cursor) {
+	if len(sc.spare) < 4 {
+		sc.spare = append(sc.spare, c.cursorBufs)
+	}
+	c.cursorBufs = cursorBufs{}
+	c.block = -1
+	for k := range c.props {
+		c.props[k], c.codes[k], c.raws[k] = segment.PropBlock{}, nil, nil
+	}
+}
+
+// cursorBufs are a cursor's decoded columns and read buffer.
+type cursorBufs struct {
 	times    []int64
 	events   []uint32
 	inserts  []string
 	received []int64
-	props    []segment.PropBlock
-	dicts    [][]segment.Atom
-	codes    [][]uint32
-	raws     [][]segment.Atom
 	scratch  segment.Scratch
-}
-
-// release drops the cursor's decoded block, so that a scan over many
-// segments holds the buffers of the few it is in, not of all it passed.
-func (c *cursor) release() {
-	c.block = -1
-	c.times, c.events, c.inserts, c.received = nil, nil, nil, nil
-	for k := range c.props {
-		c.props[k], c.codes[k], c.raws[k] = segment.PropBlock{}, nil, nil
-	}
-	c.scratch = segment.Scratch{}
 }
 
 // load decodes block b of the cursor's columns.
@@ -197,7 +206,8 @@ type scanner struct {
 	s       *Snapshot
 	spec    ScanSpec
 	cursors []*cursor
-	multi   bool // a day has several segments: a user's rows may need sorting
+	multi   bool // a day's segments overlap in users: a user's rows may need sorting
+	spare   []cursorBufs
 
 	offs     []uint32 // per user of the chunk, where its rows start
 	pos      []uint32
@@ -237,9 +247,31 @@ func (s *Snapshot) newScanner(spec ScanSpec) (*scanner, error) {
 			sc.cursors = append(sc.cursors, c)
 			n++
 		}
-		sc.multi = sc.multi || n > 1
+		// A user's rows need sorting only where a day's segments overlap
+		// in users; disjoint ones are in order across them.
+		sc.multi = sc.multi || overlapping(sc.cursors[len(sc.cursors)-n:])
 	}
 	return sc, nil
+}
+
+// overlapping reports whether two of the cursors' segments share a user.
+func overlapping(cs []*cursor) bool {
+	if len(cs) < 2 {
+		return false
+	}
+	type span struct{ lo, hi uint32 }
+	sp := make([]span, len(cs))
+	for i, c := range cs {
+		us := c.r.Users()
+		sp[i] = span{us[0].User, us[len(us)-1].User}
+	}
+	slices.SortFunc(sp, func(a, b span) int { return cmp.Compare(a.lo, b.lo) })
+	for i := 1; i < len(sp); i++ {
+		if sp[i].lo <= sp[i-1].hi {
+			return true
+		}
+	}
+	return false
 }
 
 // seek positions every cursor on its first user at or after lo.
@@ -307,7 +339,7 @@ func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
 		}
 		c.ui = c.uend
 		if c.ui == len(us) && c.block >= 0 {
-			c.release() // done with this segment: a worker's ranges ascend
+			sc.release(c) // done with this segment: a worker's ranges ascend
 		}
 	}
 	q := &sc.seq
@@ -346,6 +378,10 @@ func (sc *scanner) copyRows(c *cursor, start, n, dst int) error {
 	for n > 0 {
 		b := start / segment.BlockRows
 		if c.block != b {
+			if c.times == nil && len(sc.spare) > 0 {
+				c.cursorBufs = sc.spare[len(sc.spare)-1]
+				sc.spare = sc.spare[:len(sc.spare)-1]
+			}
 			if err := c.load(b, sc.spec.Keys, sc.spec.Details); err != nil {
 				return err
 			}
