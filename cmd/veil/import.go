@@ -226,7 +226,6 @@ const importChunkBytes = 1 << 20
 type importChunk struct {
 	seq   int
 	data  []byte
-	line  int // first line number
 	batch event.Batch
 	res   collector.ImportResult
 	bad   int // lines that are not JSON
@@ -392,7 +391,6 @@ func importEvents(ctx context.Context, r io.Reader, tb *table.Table, im *collect
 // the parser copies what it keeps), which spares page faults and garbage.
 func cutLines(ctx context.Context, r io.Reader, out chan<- *importChunk, free chan []byte) error {
 	var carry []byte
-	line := 1
 	for seq := 0; ; seq++ {
 		var buf []byte
 		select {
@@ -421,8 +419,7 @@ func cutLines(ctx context.Context, r io.Reader, out chan<- *importChunk, free ch
 			cut = i + 1
 		}
 		carry = append(carry[:0], buf[cut:]...)
-		c := &importChunk{seq: seq, data: buf[:cut], line: line}
-		line += bytes.Count(c.data, []byte{'\n'})
+		c := &importChunk{seq: seq, data: buf[:cut]}
 		select {
 		case out <- c:
 		case <-ctx.Done():

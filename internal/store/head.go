@@ -159,36 +159,7 @@ func readCheckpoint(dataDir string) (uint64, error) {
 
 func writeCheckpoint(dataDir string, seq uint64) error {
 	b, _ := json.Marshal(checkpointFile{WALSeq: seq})
-	return writeFileSync(filepath.Join(dataDir, checkpointName), b)
-}
-
-// writeFileSync replaces path with b durably: temporary file, fsync,
-// rename, fsync of the directory.
-func writeFileSync(path string, b []byte) error {
-	dataDir := filepath.Dir(path)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		var d *os.File
-		if d, err = os.Open(dataDir); err == nil {
-			err = d.Sync()
-			d.Close()
-		}
-	}
-	return err
+	return table.WriteFileSync(filepath.Join(dataDir, checkpointName), b)
 }
 
 // Flush writes every head to segments now and checkpoints the log.
@@ -247,7 +218,7 @@ func (s *Store) flush(ctx context.Context, final bool) error {
 		}
 	}
 	if profSnap != nil {
-		if err := writeFileSync(filepath.Join(s.dataDir, profilesName), profSnap); err != nil {
+		if err := table.WriteFileSync(filepath.Join(s.dataDir, profilesName), profSnap); err != nil {
 			errs = append(errs, fmt.Errorf("store: writing the profile snapshot: %w", err))
 			s.control(func() { s.profDirty = true })
 		}

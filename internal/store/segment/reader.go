@@ -287,17 +287,6 @@ func (r *Reader) Users() []UserRun { return r.users }
 // Keys are the property keys with a column, sorted.
 func (r *Reader) Keys() []uint32 { return r.keys }
 
-// HasKey reports whether the segment has a column for key.
-func (r *Reader) HasKey(key uint32) bool { return r.cols[key] != nil }
-
-// Present is how many rows of block b have a value for key.
-func (r *Reader) Present(key uint32, b int) int {
-	if c := r.cols[key]; c != nil {
-		return int(c.blocks[b].present)
-	}
-	return 0
-}
-
 // Close closes the file.
 func (r *Reader) Close() error {
 	if r.zdec != nil {
@@ -404,23 +393,30 @@ func (r *Reader) Inserts(s *Scratch, b int, dst []string) ([]string, error) {
 		if err != nil {
 			return bad()
 		}
-		all := string(plain)
-		d := &footerReader{b: plain}
-		for len(d.b) > 0 {
-			l := d.count(len(d.b))
-			pos := len(plain) - len(d.b)
-			if d.err || l > len(d.b) {
-				return bad()
-			}
-			dst = append(dst, all[pos:pos+l])
-			d.b = d.b[l:]
-		}
-		if len(dst) != n {
+		dst, ok := splitStrings(dst, plain)
+		if !ok || len(dst) != n {
 			return bad()
 		}
 		return dst, nil
 	}
 	return bad()
+}
+
+// splitStrings appends the (uvarint length, bytes) entries of plain to dst
+// as strings sharing one copy of plain; ok is false for a malformed entry.
+// Dictionaries, raw property blocks and raw $insert_id blocks use it.
+func splitStrings[T ~string](dst []T, plain []byte) ([]T, bool) {
+	all := string(plain)
+	for pos := 0; pos < len(plain); {
+		l, k := binary.Uvarint(plain[pos:])
+		if k <= 0 || l > uint64(len(plain)-pos-k) {
+			return dst, false
+		}
+		pos += k
+		dst = append(dst, T(all[pos:pos+int(l)]))
+		pos += int(l)
+	}
+	return dst, true
 }
 
 func checkLenOf[T any](r *Reader, out []T, err error, what string, b int) ([]T, error) {
@@ -469,26 +465,16 @@ func (r *Reader) Dict(key uint32) ([]Atom, error) {
 			c.dictErr = r.corrupt("dictionary of key %d has %d atoms, want %d", key, n, c.dictLen)
 			return
 		}
-		all := string(plain) // one allocation for every atom
-		pos := len(plain) - len(d.b)
-		atoms := make([]Atom, n)
-		for i := range atoms {
-			l := d.count(len(d.b))
-			pos = len(plain) - len(d.b)
-			if d.err || l == 0 || l > len(d.b) {
-				c.dictErr = r.corrupt("dictionary of key %d: malformed entry %d", key, i)
-				return
-			}
-			atoms[i] = Atom(all[pos : pos+l])
-			if !atoms[i].Valid() {
+		atoms, ok := splitStrings(make([]Atom, 0, n), d.b)
+		if !ok || len(atoms) != n {
+			c.dictErr = r.corrupt("dictionary of key %d: malformed entries", key)
+			return
+		}
+		for i, a := range atoms {
+			if a == "" || !a.Valid() {
 				c.dictErr = r.corrupt("dictionary of key %d: malformed value %d", key, i)
 				return
 			}
-			d.b = d.b[l:]
-		}
-		if len(d.b) != 0 {
-			c.dictErr = r.corrupt("dictionary of key %d: trailing bytes", key)
-			return
 		}
 		c.dict = atoms
 	})
@@ -524,24 +510,14 @@ func (r *Reader) Prop(s *Scratch, key uint32, b int, codes []uint32, atoms []Ato
 		if err != nil {
 			return PropBlock{}, r.corrupt("property %d block %d: %v", key, b, err)
 		}
-		all := string(plain)
-		atoms = atoms[:0]
-		d := &footerReader{b: plain}
-		for len(d.b) > 0 && !d.err {
-			l := d.count(len(d.b))
-			pos := len(plain) - len(d.b)
-			if d.err || l > len(d.b) {
-				break
-			}
-			a := Atom(all[pos : pos+l])
-			if l > 0 && !a.Valid() {
+		atoms, ok := splitStrings(atoms[:0], plain)
+		if !ok || len(atoms) != r.blockLen(b) {
+			return PropBlock{}, r.corrupt("property %d block %d: malformed raw values", key, b)
+		}
+		for _, a := range atoms {
+			if a != "" && !a.Valid() {
 				return PropBlock{}, r.corrupt("property %d block %d: malformed value", key, b)
 			}
-			atoms = append(atoms, a)
-			d.b = d.b[l:]
-		}
-		if d.err || len(atoms) != r.blockLen(b) {
-			return PropBlock{}, r.corrupt("property %d block %d: malformed raw values", key, b)
 		}
 		return PropBlock{Atoms: atoms}, nil
 	}

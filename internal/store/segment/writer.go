@@ -104,7 +104,6 @@ type blockRef struct {
 }
 
 type colWriter struct {
-	key      uint32
 	dict     map[string]uint32 // atom → code (codes start at 1; 0 = absent)
 	atoms    []string
 	bytes    int
@@ -157,7 +156,7 @@ func (w *Writer) Append(r *Row) error {
 		}
 		if c == nil {
 			// Blocks before the key appeared are empty (length 0: all absent).
-			c = &colWriter{key: p.Key, dict: make(map[string]uint32), blocks: make([]blockRef, len(w.timeBlocks))}
+			c = &colWriter{dict: make(map[string]uint32), blocks: make([]blockRef, len(w.timeBlocks))}
 			w.cols[p.Key] = c
 			w.keys = append(w.keys, p.Key)
 			if p.Key < 1<<16 { // key codes are dense: index them

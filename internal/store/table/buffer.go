@@ -287,7 +287,7 @@ func (t *Table) reserveSeq(n int) uint64 {
 // temporary name, fsync'd, then renamed (the manifest commit that follows
 // makes it part of the table).
 func (t *Table) writeSegment(day int32, seq uint64, level int, fill func(*segment.Writer) error) (segmentRef, error) {
-	dir := filepath.Join(t.dir, dayName(day))
+	dir := filepath.Join(t.dir, DayName(day))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return segmentRef{}, err
 	}
@@ -323,7 +323,7 @@ func (t *Table) writeSegment(day int32, seq uint64, level int, fill func(*segmen
 		return segmentRef{}, err
 	}
 	lo, hi := r.TimeRange()
-	ref := segmentRef{Day: day, File: filepath.Join(dayName(day), name), Rows: r.Rows(), Bytes: r.Size(),
+	ref := segmentRef{Day: day, File: filepath.Join(DayName(day), name), Rows: r.Rows(), Bytes: r.Size(),
 		Level: level, MinTime: lo, MaxTime: hi}
 	h := &handle{ref: ref, r: r, path: path}
 	h.refs.Store(1)

@@ -26,19 +26,10 @@ func (t *Table) MergeJobs() []CompactJob {
 		file   string
 	}
 	spans := map[int32][]span{}
-	erased := map[int32]bool{}
+	erased := t.erasedDaysLocked()
 	for _, r := range t.man.Segments {
-		us := t.segs[r.File].r.Users()
-		if len(us) > 0 {
+		if us := t.segs[r.File].r.Users(); len(us) > 0 {
 			spans[r.Day] = append(spans[r.Day], span{us[0].User, us[len(us)-1].User, r.File})
-		}
-		if len(t.erased) > 0 && !erased[r.Day] {
-			for _, u := range us {
-				if t.erased[u.User] {
-					erased[r.Day] = true
-					break
-				}
-			}
 		}
 	}
 	var jobs []CompactJob
@@ -77,6 +68,26 @@ func (t *Table) NeedsCompaction() []int32 {
 		}
 	}
 	return out
+}
+
+// erasedDaysLocked lists the days with segments holding erased users' rows.
+func (t *Table) erasedDaysLocked() map[int32]bool {
+	days := map[int32]bool{}
+	if len(t.erased) == 0 {
+		return days
+	}
+	for _, r := range t.man.Segments {
+		if days[r.Day] {
+			continue
+		}
+		for _, u := range t.segs[r.File].r.Users() {
+			if t.erased[u.User] {
+				days[r.Day] = true
+				break
+			}
+		}
+	}
+	return days
 }
 
 // CompactStats say what a compaction did.
@@ -119,18 +130,12 @@ func (t *Table) Plan() []CompactJob {
 	}
 	byLevel := map[key][]string{}
 	var jobs []CompactJob
-	seen := map[int32]bool{}
+	seen := t.erasedDaysLocked()
+	for d := range seen {
+		jobs = append(jobs, CompactJob{Day: d})
+	}
 	for _, r := range t.man.Segments {
 		byLevel[key{r.Day, r.Level}] = append(byLevel[key{r.Day, r.Level}], r.File)
-		if len(t.erased) > 0 && !seen[r.Day] {
-			for _, u := range t.segs[r.File].r.Users() {
-				if t.erased[u.User] {
-					seen[r.Day] = true
-					jobs = append(jobs, CompactJob{Day: r.Day})
-					break
-				}
-			}
-		}
 	}
 	best := map[int32]key{}
 	for k, files := range byLevel {
@@ -233,7 +238,7 @@ func (t *Table) compact(ctx context.Context, day int32, files map[string]bool) (
 		})
 	})
 	if err != nil {
-		return st, fmt.Errorf("table: compacting %s: %w", dayName(day), err)
+		return st, fmt.Errorf("table: compacting %s: %w", DayName(day), err)
 	}
 	if err := t.commitAdd([]segmentRef{ref}, remove, 0); err != nil {
 		return st, err

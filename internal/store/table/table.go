@@ -247,14 +247,16 @@ func (t *Table) commitLocked(m manifest) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(filepath.Join(t.dir, manifestName), b); err != nil {
+	if err := WriteFileSync(filepath.Join(t.dir, manifestName), b); err != nil {
 		return fmt.Errorf("table %s: commit: %w", t.dir, err)
 	}
 	t.man = m
 	return nil
 }
 
-func writeFileSync(path string, b []byte) error {
+// WriteFileSync replaces path with b durably: temporary file, fsync,
+// rename, fsync of the directory. The store's other small files use it too.
+func WriteFileSync(path string, b []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -345,9 +347,6 @@ func DayOf(ms int64) int32 {
 	}
 	return int32(d)
 }
-
-// dayName is a partition's directory.
-func dayName(day int32) string { return DayName(day) }
 
 // Stats describe a table.
 type Stats struct {
