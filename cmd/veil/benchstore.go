@@ -167,19 +167,8 @@ func runBenchStore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	jsonl := filepath.Join(*dir, fmt.Sprintf("events_%d.jsonl", *events))
 	if st, err := os.Stat(jsonl); err != nil || st.Size() == 0 {
-		bin := filepath.Join(*dir, "benchgen")
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-		build.Dir, build.Stdout, build.Stderr = *gen, stderr, stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("building the generator in %s: %w", *gen, err)
-		}
-		fmt.Fprintf(stderr, "bench-store: generating %s\n", jsonl)
-		g := exec.CommandContext(ctx, bin, "-events", strconv.FormatInt(*events, 10), "-days", "30", "-seed", "1",
-			"-format", "jsonl", "-out", jsonl)
-		g.Stdout, g.Stderr = stderr, stderr
-		if err := g.Run(); err != nil {
-			os.Remove(jsonl)
-			return fmt.Errorf("generating events: %w", err)
+		if err := generateEvents(ctx, *gen, *dir, *events, jsonl, stderr); err != nil {
+			return err
 		}
 	}
 	data := filepath.Join(*dir, "data")
@@ -210,6 +199,26 @@ func runBenchStore(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return json.NewEncoder(stdout).Encode(res)
 	}
 	printBenchStore(stdout, res)
+	return nil
+}
+
+// generateEvents builds the benchmark generator in gen and writes the
+// anchors' events (seed 1, 30 days) as JSON lines to jsonl.
+func generateEvents(ctx context.Context, gen, dir string, events int64, jsonl string, stderr io.Writer) error {
+	bin := filepath.Join(dir, "benchgen")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	build.Dir, build.Stdout, build.Stderr = gen, stderr, stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("building the generator in %s: %w", gen, err)
+	}
+	fmt.Fprintf(stderr, "generating %s\n", jsonl)
+	g := exec.CommandContext(ctx, bin, "-events", strconv.FormatInt(events, 10), "-days", "30", "-seed", "1",
+		"-format", "jsonl", "-out", jsonl)
+	g.Stdout, g.Stderr = stderr, stderr
+	if err := g.Run(); err != nil {
+		os.Remove(jsonl)
+		return fmt.Errorf("generating events: %w", err)
+	}
 	return nil
 }
 
@@ -281,6 +290,25 @@ func childJSON(ctx context.Context, self string, env []string, out any, args ...
 	return rss, nil
 }
 
+// runScript runs the anchor script for n events with its work directory
+// under root, then stops the ClickHouse server it leaves running, so that
+// it takes no CPU or memory from what is measured next.
+func runScript(ctx context.Context, script string, n int64, root string, env []string, log io.Writer) error {
+	cmd := exec.CommandContext(ctx, "bash", script, strconv.FormatInt(n, 10))
+	cmd.Env = append(append(os.Environ(), "ROOT="+root), env...)
+	cmd.Stdout, cmd.Stderr = log, log
+	err := cmd.Run()
+	stop := exec.CommandContext(ctx, "bash", filepath.Join(filepath.Dir(script), "ch", "ch-stop.sh"), filepath.Join(root, "ch"))
+	stop.Stdout, stop.Stderr = log, log
+	if serr := stop.Run(); serr != nil {
+		fmt.Fprintf(log, "stopping the anchors' ClickHouse: %v\n", serr)
+	}
+	if err != nil {
+		return fmt.Errorf("anchor script: %w", err)
+	}
+	return nil
+}
+
 // runAnchors runs the shared anchor script for n events with its work
 // directory under root and reads back what it recorded for this run.
 func runAnchors(ctx context.Context, script string, n int64, root string, log io.Writer) (anchorFigures, error) {
@@ -293,19 +321,8 @@ func runAnchors(ctx context.Context, script string, n int64, root string, log io
 	if b, err := os.ReadFile(results); err == nil {
 		before = bytes.Count(b, []byte{'\n'})
 	}
-	cmd := exec.CommandContext(ctx, "bash", script, strconv.FormatInt(n, 10))
-	cmd.Env = append(os.Environ(), "ROOT="+root)
-	cmd.Stdout, cmd.Stderr = log, log
-	err = cmd.Run()
-	// The script leaves its ClickHouse server running: stop it so that it
-	// takes no CPU or memory from what is measured next.
-	stop := exec.CommandContext(ctx, "bash", filepath.Join(filepath.Dir(script), "ch", "ch-stop.sh"), filepath.Join(root, "ch"))
-	stop.Stdout, stop.Stderr = log, log
-	if serr := stop.Run(); serr != nil {
-		fmt.Fprintf(log, "bench-store: stopping the anchors' ClickHouse: %v\n", serr)
-	}
-	if err != nil {
-		return anchorFigures{}, fmt.Errorf("anchor script: %w", err)
+	if err := runScript(ctx, script, n, root, nil, log); err != nil {
+		return anchorFigures{}, err
 	}
 	b, err := os.ReadFile(results)
 	if err != nil {

@@ -34,6 +34,7 @@ func commands() []command {
 		{"bench-ingest", "benchmark /track from a separate process over loopback", runBenchIngest},
 		{"bench-store", "benchmark the event store: import, size, scan, peak RSS (and the anchors on the same events)", runBenchStore},
 		{"bench-scan", "benchmark a full scan of a project's event table", runBenchScan},
+		{"bench-query", "benchmark the reports on the anchor queries (and ClickHouse and DuckDB on the same events)", runBenchQuery},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -9,6 +9,9 @@ type Request struct {
 	From, To int64
 	// Props are the event properties to read, by name.
 	Props []string
+	// Events, when not nil, are the only events read (indexes into
+	// Source.Events): users with none of them are not visited.
+	Events []uint32
 	// Workers is how many goroutines scan (0: all cores).
 	Workers int
 }

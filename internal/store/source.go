@@ -54,7 +54,7 @@ func (src *Source) Events() []string { return src.snap.Events() }
 
 // Scan runs the report engines' per-user scan (see scan.Source).
 func (src *Source) Scan(ctx context.Context, req scan.Request, visit func(worker int) func(*scan.Sequence) error) error {
-	spec := table.ScanSpec{From: req.From, To: req.To}
+	spec := table.ScanSpec{From: req.From, To: req.To, Events: req.Events}
 	// A property the table never saw has no column: always absent.
 	col := make([]int, len(req.Props)) // index into spec.Keys, -1 for none
 	for i, p := range req.Props {

@@ -103,6 +103,9 @@ type ScanSpec struct {
 	// UserLo and UserHi bound the user ordinals, [UserLo, UserHi); UserHi
 	// == 0 means no upper bound.
 	UserLo, UserHi uint32
+	// Events, when not nil, are the only event codes read: users with
+	// none of them are not visited.
+	Events []uint32
 
 	// Details reads each row's $insert_id and receive time too
 	// (Sequence.InsertIDs and Received): compaction and export need them,
@@ -208,6 +211,7 @@ type scanner struct {
 	cursors []*cursor
 	multi   bool // a day's segments overlap in users: a user's rows may need sorting
 	spare   []cursorBufs
+	want    []bool // by event code, with ScanSpec.Events
 
 	offs     []uint32 // per user of the chunk, where its rows start
 	pos      []uint32
@@ -221,6 +225,14 @@ type scanner struct {
 
 func (s *Snapshot) newScanner(spec ScanSpec) (*scanner, error) {
 	sc := &scanner{s: s, spec: spec}
+	if spec.Events != nil {
+		sc.want = make([]bool, len(s.events))
+		for _, e := range spec.Events {
+			if int(e) < len(sc.want) {
+				sc.want[e] = true
+			}
+		}
+	}
 	sc.seq.Props = make([][]segment.Atom, len(spec.Keys))
 	sc.props = make([][]segment.Atom, len(spec.Keys))
 	for pi, p := range s.parts {
@@ -361,9 +373,12 @@ func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
 		}
 		if sc.spec.From != 0 || sc.spec.To != 0 {
 			sc.clip()
-			if len(q.Times) == 0 {
-				continue
-			}
+		}
+		if sc.want != nil {
+			sc.keep()
+		}
+		if len(q.Times) == 0 {
+			continue
 		}
 		if err := fn(q); err != nil {
 			return err
@@ -446,6 +461,33 @@ func (sc *scanner) sortSeq() {
 		for i, j := range perm {
 			q.Props[k][i] = vals[j]
 		}
+	}
+}
+
+// keep drops the rows of events the spec does not want.
+func (sc *scanner) keep() {
+	q := &sc.seq
+	n := 0
+	for i, e := range q.Events {
+		if int(e) < len(sc.want) && sc.want[e] {
+			if n != i {
+				q.Times[n], q.Events[n] = q.Times[i], e
+				if len(q.InsertIDs) > 0 {
+					q.InsertIDs[n], q.Received[n] = q.InsertIDs[i], q.Received[i]
+				}
+				for k := range q.Props {
+					q.Props[k][n] = q.Props[k][i]
+				}
+			}
+			n++
+		}
+	}
+	q.Times, q.Events = q.Times[:n], q.Events[:n]
+	if len(q.InsertIDs) > 0 {
+		q.InsertIDs, q.Received = q.InsertIDs[:n], q.Received[:n]
+	}
+	for k := range q.Props {
+		q.Props[k] = q.Props[k][:n]
 	}
 }
 

@@ -1,0 +1,739 @@
+package query
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/veil-analytics/veil/internal/scan"
+)
+
+// FunnelStep is one step of a funnel answer. Counts are null when the
+// step is suppressed by the privacy threshold.
+type FunnelStep struct {
+	Step  int    `json:"step"`
+	Event string `json:"event"`
+	// Users reached the step (each user once, by their best attempt);
+	// Total counts attempts (a user re-enters after leaving the last).
+	Users *int64 `json:"users"`
+	Total *int64 `json:"total"`
+	// Conversion rates against the previous and the first step.
+	ConversionFromPrevious *float64 `json:"conversion_from_previous"`
+	ConversionOverall      *float64 `json:"conversion_overall"`
+	// Times to convert, in seconds, of the users who reached the step.
+	AvgSecondsFromPrevious    *float64 `json:"avg_seconds_from_previous"`
+	MedianSecondsFromPrevious *float64 `json:"median_seconds_from_previous"`
+	AvgSecondsFromStart       *float64 `json:"avg_seconds_from_start"`
+	MedianSecondsFromStart    *float64 `json:"median_seconds_from_start"`
+	Suppressed                bool     `json:"suppressed,omitempty"`
+}
+
+// TTCBucket is a bar of the time-to-convert histogram: users who reached
+// the last step FromSeconds to ToSeconds (exclusive; null: no bound)
+// after the first.
+type TTCBucket struct {
+	FromSeconds int64  `json:"from_seconds"`
+	ToSeconds   *int64 `json:"to_seconds"`
+	Users       *int64 `json:"users"`
+}
+
+// FunnelSegment is a funnel of one breakdown value.
+type FunnelSegment struct {
+	Segment any          `json:"segment"`
+	Steps   []FunnelStep `json:"steps"`
+}
+
+// FunnelInterval is the funnel of the users who entered in one interval.
+type FunnelInterval struct {
+	Interval string       `json:"interval"`
+	Steps    []FunnelStep `json:"steps"`
+}
+
+// FunnelResult answers a FunnelSpec.
+type FunnelResult struct {
+	From          string           `json:"from"`
+	To            string           `json:"to"`
+	WindowSeconds int64            `json:"window_seconds"`
+	Order         string           `json:"order"`
+	Steps         []FunnelStep     `json:"steps"`
+	TimeToConvert []TTCBucket      `json:"time_to_convert"`
+	Breakdown     []FunnelSegment  `json:"breakdown,omitempty"`
+	OverTime      []FunnelInterval `json:"over_time,omitempty"`
+}
+
+// ttcEdges are the time-to-convert histogram's bucket starts, in seconds.
+var ttcEdges = []int64{0, 10, 60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400}
+
+// funnel is a compiled FunnelSpec.
+type funnel struct {
+	spec      FunnelSpec
+	w         window
+	window    int64 // ms
+	order     byte  // 'o'rdered, 's'trict, 'a'ny
+	steps     []*step
+	excl      []exclusion
+	hold      []int // event property columns
+	global    conds
+	bd        *breakdownSpec
+	intervals *buckets
+	stepOf    [][]int // event code -> steps it may match (nil: check every step)
+	anyStep   []int   // steps matching any event
+	exclOf    [][]int
+}
+
+type exclusion struct {
+	*step
+	after, before int // 0-based step indexes: between step after and step before
+}
+
+// Funnels runs a funnel report.
+func Funnels(ctx context.Context, src scan.Source, env Env, spec FunnelSpec) (*FunnelResult, error) {
+	s := newSession(ctx, src, &env)
+	f, err := compileFunnel(s.plan, spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.prepare(); err != nil {
+		return nil, err
+	}
+	return f.run(s)
+}
+
+func compileFunnel(p *plan, spec FunnelSpec) (*funnel, error) {
+	f := &funnel{spec: spec}
+	var err error
+	if f.w, err = spec.Range.resolve(p.env.TimeZone, ""); err != nil {
+		return nil, err
+	}
+	if n := len(spec.Steps); n < 2 || n > 20 {
+		return nil, specErr("/steps", "a funnel has 2 to 20 steps, not %d", n)
+	}
+	for i, s := range spec.Steps {
+		st, err := p.compileStep(s, fmt.Sprintf("/steps/%d", i))
+		if err != nil {
+			return nil, err
+		}
+		f.steps = append(f.steps, st)
+	}
+	win := Duration{Value: 7, Unit: "day"}
+	if spec.Window != nil {
+		win = *spec.Window
+	}
+	if f.window, err = win.millis("/window", 366*24*time.Hour); err != nil {
+		return nil, err
+	}
+	switch spec.Order {
+	case "", "ordered":
+		f.order = 'o'
+	case "strict":
+		f.order = 's'
+	case "any":
+		f.order = 'a'
+	default:
+		return nil, specErr("/order", "must be ordered, strict or any, not %q", spec.Order)
+	}
+	for i, e := range spec.Exclusions {
+		ptr := fmt.Sprintf("/exclusions/%d", i)
+		st, err := p.compileStep(e.Step, ptr)
+		if err != nil {
+			return nil, err
+		}
+		after, before := e.After, e.Before
+		if after == 0 {
+			after = 1
+		}
+		if before == 0 {
+			before = len(spec.Steps)
+		}
+		if after < 1 || after >= len(spec.Steps) {
+			return nil, specErr(ptr+"/after", "must be a step number from 1 to %d", len(spec.Steps)-1)
+		}
+		if before <= after || before > len(spec.Steps) {
+			return nil, specErr(ptr+"/before", "must be a step number after %d, at most %d", after, len(spec.Steps))
+		}
+		if f.order == 'a' {
+			return nil, specErr(ptr, "exclusions need an ordered or strict funnel")
+		}
+		f.excl = append(f.excl, exclusion{st, after - 1, before - 1})
+	}
+	if len(spec.HoldConstant) > 3 {
+		return nil, specErr("/hold_constant", "at most 3 properties")
+	}
+	for _, h := range spec.HoldConstant {
+		if h == "" {
+			return nil, specErr("/hold_constant", "empty property name")
+		}
+		f.hold = append(f.hold, p.eventProp(h))
+	}
+	if f.global, err = p.compileFilters(spec.Filters, "/filters"); err != nil {
+		return nil, err
+	}
+	if spec.Breakdown != nil {
+		if f.bd, err = p.compileBreakdown(*spec.Breakdown, "/breakdown"); err != nil {
+			return nil, err
+		}
+	}
+	if spec.Interval != "" {
+		if spec.Interval == "hour" || spec.Interval == "none" {
+			return nil, specErr("/interval", "must be day, week or month")
+		}
+		if f.intervals, err = newBuckets(f.w, spec.Interval, "/interval"); err != nil {
+			return nil, err
+		}
+	}
+	if spec.Limit < 0 || spec.Limit > 1000 {
+		return nil, specErr("/limit", "must be 1 to 1000")
+	}
+	f.stepOf = make([][]int, len(p.events))
+	for i, st := range f.steps {
+		switch {
+		case st.none:
+		case st.any:
+			f.anyStep = append(f.anyStep, i)
+		default:
+			f.stepOf[st.code] = append(f.stepOf[st.code], i)
+		}
+	}
+	f.exclOf = make([][]int, len(p.events))
+	var anyExcl []int
+	for i, e := range f.excl {
+		switch {
+		case e.none:
+		case e.any:
+			anyExcl = append(anyExcl, i)
+		default:
+			f.exclOf[e.code] = append(f.exclOf[e.code], i)
+		}
+	}
+	for c := range f.stepOf {
+		if len(f.anyStep) > 0 {
+			f.stepOf[c] = sortedUnion(f.stepOf[c], f.anyStep)
+		}
+		if len(anyExcl) > 0 {
+			f.exclOf[c] = sortedUnion(f.exclOf[c], anyExcl)
+		}
+	}
+	return f, nil
+}
+
+func sortedUnion(a, b []int) []int {
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// attempt is one entry into the funnel: the times its steps were reached.
+type attempt struct {
+	start    int // position of the first step's event
+	level    int // steps reached
+	times    []int64
+	excluded bool
+	exit     int64 // when the attempt is over (for re-entry)
+}
+
+// funnelAgg counts one group of users (all, a segment or an interval).
+type funnelAgg struct {
+	users               []int64
+	totals              []int64
+	fromPrev, fromStart [][]int64 // per step, ms of each user who reached it
+	ttc                 []int64   // histogram of first-to-last, by ttcEdges
+}
+
+func newFunnelAgg(n int) *funnelAgg {
+	return &funnelAgg{users: make([]int64, n), totals: make([]int64, n),
+		fromPrev: make([][]int64, n), fromStart: make([][]int64, n), ttc: make([]int64, len(ttcEdges))}
+}
+
+func (a *funnelAgg) addUser(at *attempt) {
+	for k := 0; k < at.level; k++ {
+		a.users[k]++
+		if k > 0 {
+			a.fromPrev[k] = append(a.fromPrev[k], at.times[k]-at.times[k-1])
+			a.fromStart[k] = append(a.fromStart[k], at.times[k]-at.times[0])
+		}
+	}
+	if n := len(a.users); at.level == n {
+		sec := (at.times[n-1] - at.times[0]) / 1000
+		i := sort.Search(len(ttcEdges), func(i int) bool { return ttcEdges[i] > sec }) - 1
+		a.ttc[max(i, 0)]++
+	}
+}
+
+func (a *funnelAgg) merge(o *funnelAgg) {
+	for k := range a.users {
+		a.users[k] += o.users[k]
+		a.totals[k] += o.totals[k]
+		a.fromPrev[k] = append(a.fromPrev[k], o.fromPrev[k]...)
+		a.fromStart[k] = append(a.fromStart[k], o.fromStart[k]...)
+	}
+	for i := range a.ttc {
+		a.ttc[i] += o.ttc[i]
+	}
+}
+
+// funnelWorker is one scan worker's state.
+type funnelWorker struct {
+	f        *funnel
+	all      *funnelAgg
+	segs     map[scan.Value]*funnelAgg
+	over     []*funnelAgg
+	masks    []uint32 // per event of the user: steps it matches
+	xmasks   []uint32 // exclusions it matches
+	pos      [][]int32
+	xpos     [][]int32
+	atts     []attempt
+	timesBuf []int64
+	segBuf   []scan.Value
+	segBuf2  []scan.Value
+}
+
+// inSegment reports whether the event at position i is in segment seg.
+func (fw *funnelWorker) inSegment(q *scan.Sequence, i int, u *userCtx, seg scan.Value) bool {
+	fw.segBuf2 = fw.f.bd.values(q, i, u, fw.segBuf2[:0])
+	for _, v := range fw.segBuf2 {
+		if v == seg {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *funnel) run(s *session) (*FunnelResult, error) {
+	n := len(f.steps)
+	req := scan.Request{From: f.w.From, To: f.w.To + f.window}
+	if f.order != 's' { // strict funnels see every event: any other one breaks a chain
+		all := append(slices.Clone(f.steps), excludedSteps(f.excl)...)
+		req.Events = eventFilter(all...)
+	}
+	var workers perWorker[*funnelWorker]
+	err := s.scan(req, func(int) func(*scan.Sequence, *userCtx) error {
+		fw := &funnelWorker{f: f, all: newFunnelAgg(n), segs: map[scan.Value]*funnelAgg{},
+			pos: make([][]int32, n), xpos: make([][]int32, len(f.excl))}
+		if f.intervals != nil {
+			fw.over = make([]*funnelAgg, f.intervals.n())
+			for i := range fw.over {
+				fw.over[i] = newFunnelAgg(n)
+			}
+		}
+		workers.add(fw)
+		return fw.visit
+	})
+	if err != nil {
+		return nil, err
+	}
+	all := newFunnelAgg(n)
+	segs := map[scan.Value]*funnelAgg{}
+	var over []*funnelAgg
+	for _, fw := range workers.vals {
+		all.merge(fw.all)
+		for v, a := range fw.segs {
+			if segs[v] == nil {
+				segs[v] = newFunnelAgg(n)
+			}
+			segs[v].merge(a)
+		}
+		if over == nil {
+			over = fw.over
+		} else {
+			for i := range over {
+				over[i].merge(fw.over[i])
+			}
+		}
+	}
+	res := &FunnelResult{From: f.spec.From, To: f.spec.To, WindowSeconds: f.window / 1000,
+		Order: map[byte]string{'o': "ordered", 's': "strict", 'a': "any"}[f.order]}
+	res.Steps = f.answer(s.env, all)
+	last := all.users[n-1]
+	for i, e := range ttcEdges {
+		b := TTCBucket{FromSeconds: e}
+		if i+1 < len(ttcEdges) {
+			b.ToSeconds = ptr(ttcEdges[i+1])
+		}
+		if !s.env.suppressed(all.ttc[i]) || last == 0 {
+			b.Users = ptr(all.ttc[i])
+		}
+		res.TimeToConvert = append(res.TimeToConvert, b)
+	}
+	if f.bd != nil {
+		for _, g := range topSegments(segs, f.spec.Limit, func(a *funnelAgg) int64 { return a.users[0] },
+			func(dst, src *funnelAgg) { dst.merge(src) }, func() *funnelAgg { return newFunnelAgg(n) }) {
+			res.Breakdown = append(res.Breakdown, FunnelSegment{Segment: g.label, Steps: f.answer(s.env, g.agg)})
+		}
+	}
+	for i, a := range over {
+		res.OverTime = append(res.OverTime, FunnelInterval{Interval: f.intervals.labels[i], Steps: f.answer(s.env, a)})
+	}
+	return res, nil
+}
+
+func excludedSteps(ex []exclusion) []*step {
+	out := make([]*step, len(ex))
+	for i, e := range ex {
+		out[i] = e.step
+	}
+	return out
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// answer renders one group's steps, applying the privacy threshold.
+func (f *funnel) answer(env *Env, a *funnelAgg) []FunnelStep {
+	out := make([]FunnelStep, len(f.steps))
+	for k := range out {
+		st := FunnelStep{Step: k + 1, Event: f.spec.Steps[k].Event}
+		if env.suppressed(a.users[k]) {
+			st.Suppressed = true
+			out[k] = st
+			continue
+		}
+		st.Users, st.Total = ptr(a.users[k]), ptr(a.totals[k])
+		if k > 0 && a.users[k-1] > 0 {
+			st.ConversionFromPrevious = ptr(float64(a.users[k]) / float64(a.users[k-1]))
+		}
+		if a.users[0] > 0 {
+			st.ConversionOverall = ptr(float64(a.users[k]) / float64(a.users[0]))
+		}
+		if k > 0 && len(a.fromPrev[k]) > 0 {
+			st.AvgSecondsFromPrevious, st.MedianSecondsFromPrevious = meanMedianSeconds(a.fromPrev[k])
+			st.AvgSecondsFromStart, st.MedianSecondsFromStart = meanMedianSeconds(a.fromStart[k])
+		}
+		out[k] = st
+	}
+	return out
+}
+
+// meanMedianSeconds summarises durations in ms as seconds. It sorts ms.
+func meanMedianSeconds(ms []int64) (*float64, *float64) {
+	var sum float64
+	for _, d := range ms {
+		sum += float64(d)
+	}
+	slices.Sort(ms)
+	n := len(ms)
+	med := float64(ms[n/2])
+	if n%2 == 0 {
+		med = (float64(ms[n/2-1]) + float64(ms[n/2])) / 2
+	}
+	return ptr(sum / float64(n) / 1000), ptr(med / 1000)
+}
+
+// visit evaluates one user.
+func (fw *funnelWorker) visit(q *scan.Sequence, u *userCtx) error {
+	f := fw.f
+	if !f.global.matchUser(u) {
+		return nil
+	}
+	n := q.Len()
+	fw.masks = slices.Grow(fw.masks[:0], n)[:n]
+	fw.xmasks = slices.Grow(fw.xmasks[:0], n)[:n]
+	for k := range fw.pos {
+		fw.pos[k] = fw.pos[k][:0]
+	}
+	for k := range fw.xpos {
+		fw.xpos[k] = fw.xpos[k][:0]
+	}
+	any := false
+	for i := 0; i < n; i++ {
+		var m, x uint32
+		for _, k := range f.stepOf[q.Events[i]] {
+			if f.steps[k].matches(q, i, u) && f.global.matchEvent(q, i) {
+				m |= 1 << k
+				fw.pos[k] = append(fw.pos[k], int32(i))
+			}
+		}
+		for _, k := range f.exclOf[q.Events[i]] {
+			if f.excl[k].matches(q, i, u) {
+				x |= 1 << k
+				fw.xpos[k] = append(fw.xpos[k], int32(i))
+			}
+		}
+		fw.masks[i], fw.xmasks[i] = m, x
+		any = any || m != 0
+	}
+	if !any {
+		return nil
+	}
+	fw.attempts(q)
+	if len(fw.atts) == 0 {
+		return nil
+	}
+	// Totals: attempts in start order, each after the previous one ended.
+	var until int64 = -1 << 62
+	for i := range fw.atts {
+		at := &fw.atts[i]
+		if at.excluded || at.times[0] < until {
+			continue
+		}
+		until = at.exit
+		for k := 0; k < at.level; k++ {
+			fw.all.totals[k]++
+		}
+	}
+	b := fw.bestOf(0, len(fw.atts))
+	if b < 0 {
+		return nil
+	}
+	best := &fw.atts[b]
+	fw.all.addUser(best)
+	if f.bd != nil {
+		fw.segBuf = f.bd.values(q, best.start, u, fw.segBuf[:0])
+		for _, seg := range fw.segBuf {
+			a := fw.segs[seg]
+			if a == nil {
+				a = newFunnelAgg(len(f.steps))
+				fw.segs[seg] = a
+			}
+			a.addUser(best)
+			// Totals of the segment: its attempts, each after the last ended.
+			var until int64 = -1 << 62
+			for i := range fw.atts {
+				at := &fw.atts[i]
+				if at.excluded || at.times[0] < until || !fw.inSegment(q, at.start, u, seg) {
+					continue
+				}
+				until = at.exit
+				for k := 0; k < at.level; k++ {
+					a.totals[k]++
+				}
+			}
+		}
+	}
+	if f.intervals != nil {
+		lo := 0
+		for lo < len(fw.atts) {
+			bk := f.intervals.index(fw.atts[lo].times[0])
+			hi := lo + 1
+			for hi < len(fw.atts) && f.intervals.index(fw.atts[hi].times[0]) == bk {
+				hi++
+			}
+			if bi := fw.bestOf(lo, hi); bi >= 0 && bk >= 0 {
+				a := fw.over[bk]
+				a.addUser(&fw.atts[bi])
+				var until int64 = -1 << 62
+				for i := lo; i < hi; i++ {
+					at := &fw.atts[i]
+					if at.excluded || at.times[0] < until {
+						continue
+					}
+					until = at.exit
+					for k := 0; k < at.level; k++ {
+						a.totals[k]++
+					}
+				}
+			}
+			lo = hi
+		}
+	}
+	return nil
+}
+
+// bestOf picks the user's attempt among atts[lo:hi]: the most steps, then
+// the earliest arrival at the last of them, then the earliest start.
+func (fw *funnelWorker) bestOf(lo, hi int) int {
+	b := -1
+	for i := lo; i < hi; i++ {
+		at := &fw.atts[i]
+		if at.excluded {
+			continue
+		}
+		if b < 0 {
+			b = i
+			continue
+		}
+		cur := &fw.atts[b]
+		if at.level > cur.level || at.level == cur.level && at.times[at.level-1] < cur.times[cur.level-1] {
+			b = i
+		}
+	}
+	return b
+}
+
+// attempts fills fw.atts with every attempt starting in the range.
+func (fw *funnelWorker) attempts(q *scan.Sequence) {
+	f := fw.f
+	n := len(f.steps)
+	fw.atts = fw.atts[:0]
+	fw.timesBuf = fw.timesBuf[:0]
+	starts := fw.pos[0]
+	if f.order == 'a' {
+		starts = nil
+		for i, m := range fw.masks {
+			if m != 0 {
+				starts = append(starts, int32(i))
+			}
+		}
+	}
+	for _, p0 := range starts {
+		s := q.Times[p0]
+		if s < f.w.From || s >= f.w.To {
+			continue
+		}
+		off := len(fw.timesBuf)
+		fw.timesBuf = append(fw.timesBuf, make([]int64, n)...)
+		at := attempt{start: int(p0), times: fw.timesBuf[off : off+n : off+n]}
+		switch f.order {
+		case 'o':
+			fw.ordered(q, &at)
+		case 's':
+			fw.strict(q, &at)
+		case 'a':
+			fw.anyOrder(q, &at)
+		}
+		at.exit = s + f.window
+		if at.level == n {
+			at.exit = at.times[n-1]
+		}
+		fw.exclude(q, &at)
+		fw.atts = append(fw.atts, at)
+	}
+	// timesBuf may have moved: re-slice every attempt's times.
+	for i := range fw.atts {
+		off := i * n
+		fw.atts[i].times = fw.timesBuf[off : off+n : off+n]
+	}
+}
+
+// held reports whether event j carries the held properties of event i.
+func (f *funnel) held(q *scan.Sequence, i, j int) bool {
+	for _, c := range f.hold {
+		if q.Props[c][i] != q.Props[c][j] {
+			return false
+		}
+	}
+	return true
+}
+
+// ordered follows windowFunnel: from the first step, each next step is
+// its earliest later event within the window (the earliest choice leaves
+// the most room for the steps after it).
+func (fw *funnelWorker) ordered(q *scan.Sequence, at *attempt) {
+	f := fw.f
+	p, s := at.start, q.Times[at.start]
+	at.times[0], at.level = s, 1
+	for k := 1; k < len(f.steps); k++ {
+		list := fw.pos[k]
+		j := sort.Search(len(list), func(i int) bool { return int(list[i]) > p })
+		found := -1
+		for ; j < len(list); j++ {
+			c := int(list[j])
+			if q.Times[c]-s > f.window {
+				break
+			}
+			if len(f.hold) == 0 || f.held(q, at.start, c) {
+				found = c
+				break
+			}
+		}
+		if found < 0 {
+			return
+		}
+		p = found
+		at.times[k], at.level = q.Times[p], k+1
+	}
+}
+
+// strict needs each next step to be the user's very next event.
+func (fw *funnelWorker) strict(q *scan.Sequence, at *attempt) {
+	f := fw.f
+	p, s := at.start, q.Times[at.start]
+	at.times[0], at.level = s, 1
+	for k := 1; k < len(f.steps); k++ {
+		c := p + 1
+		if c >= q.Len() || fw.masks[c]&(1<<k) == 0 || q.Times[c]-s > f.window ||
+			len(f.hold) > 0 && !f.held(q, at.start, c) {
+			return
+		}
+		p = c
+		at.times[k], at.level = q.Times[p], k+1
+	}
+}
+
+// anyOrder counts the distinct steps done within the window from the
+// attempt's first event, in whatever order.
+func (fw *funnelWorker) anyOrder(q *scan.Sequence, at *attempt) {
+	f := fw.f
+	s := q.Times[at.start]
+	var done uint32
+	for c := at.start; c < q.Len() && q.Times[c]-s <= f.window; c++ {
+		m := fw.masks[c] &^ done
+		if m == 0 || len(f.hold) > 0 && !f.held(q, at.start, c) {
+			continue
+		}
+		done |= m & -m // the lowest step it can still be
+		at.times[at.level] = q.Times[c]
+		at.level++
+		if at.level == len(f.steps) {
+			return
+		}
+	}
+}
+
+// exclude marks an attempt with an excluded event between its bracketing
+// steps (before the window's end when the later step was not reached).
+func (fw *funnelWorker) exclude(q *scan.Sequence, at *attempt) {
+	if len(fw.f.excl) == 0 {
+		return
+	}
+	// Positions of the attempt's steps: recover them from the times.
+	for xi, e := range fw.f.excl {
+		if at.level <= e.after {
+			continue
+		}
+		lo := at.times[e.after]
+		hi := at.times[0] + fw.f.window
+		inclusive := true
+		if at.level > e.before {
+			hi, inclusive = at.times[e.before], false
+		}
+		for _, x := range fw.xpos[xi] {
+			t := q.Times[x]
+			if t <= lo {
+				continue
+			}
+			if t < hi || inclusive && t == hi {
+				at.excluded = true
+				at.exit = t
+				return
+			}
+			break
+		}
+	}
+}
+
+// topSegments orders segments by size, keeping limit (default 25) and
+// folding the rest into $other.
+type segGroup[A any] struct {
+	label any
+	agg   A
+}
+
+func topSegments[A any](segs map[scan.Value]A, limit int, size func(A) int64, merge func(dst, src A), fresh func() A) []segGroup[A] {
+	if limit <= 0 {
+		limit = 25
+	}
+	keys := make([]scan.Value, 0, len(segs))
+	for k := range segs {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b scan.Value) int {
+		if c := cmp.Compare(size(segs[b]), size(segs[a])); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	var out []segGroup[A]
+	for i, k := range keys {
+		if i < limit {
+			out = append(out, segGroup[A]{segmentLabel(k), segs[k]})
+			continue
+		}
+		if i == limit {
+			out = append(out, segGroup[A]{OtherSegment, fresh()})
+		}
+		merge(out[limit].agg, segs[k])
+	}
+	return out
+}

@@ -1,0 +1,722 @@
+package query
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/veil-analytics/veil/internal/scan"
+)
+
+// InsightsRow is one segment of a series: a value per interval and over
+// the whole range. Null values are suppressed or undefined (an average
+// of nothing, a division by zero).
+type InsightsRow struct {
+	// Segment holds the breakdown values ("$other" for the folded rest,
+	// "$none" for absent); empty without breakdowns.
+	Segment    []any      `json:"segment,omitempty"`
+	Values     []*float64 `json:"values"`
+	Total      *float64   `json:"total"`
+	Suppressed bool       `json:"suppressed,omitempty"`
+}
+
+// InsightsSeries is one series (or formula) of an Insights answer.
+type InsightsSeries struct {
+	Name    string `json:"name"`
+	Event   string `json:"event,omitempty"`
+	Measure string `json:"measure,omitempty"`
+	// Buckets label the values of a distribution (users by their number
+	// of events); other measures have one value per interval.
+	Buckets []string      `json:"buckets,omitempty"`
+	Rows    []InsightsRow `json:"rows"`
+}
+
+// InsightsResult answers an InsightsSpec.
+type InsightsResult struct {
+	From      string           `json:"from"`
+	To        string           `json:"to"`
+	Interval  string           `json:"interval"`
+	Intervals []string         `json:"intervals"`
+	Series    []InsightsSeries `json:"series"`
+	Formulas  []InsightsSeries `json:"formulas,omitempty"`
+	// Previous is the same report over the period just before.
+	Previous *InsightsResult `json:"previous,omitempty"`
+}
+
+// distEdges start the buckets of the distribution measure.
+var distEdges = []int64{1, 2, 3, 4, 5, 6, 11, 21, 51, 101, 501, 1001}
+
+type series struct {
+	spec    Series
+	st      *step
+	measure string
+	agg     string // for per_user
+	col     int    // numeric property column, -1 for none
+	conds
+}
+
+type insights struct {
+	spec     InsightsSpec
+	interval string
+	series   []*series
+	global   conds
+	bds      []*breakdownSpec
+	limit    int
+	formulas []*formula
+}
+
+// Insights runs an insights report.
+func Insights(ctx context.Context, src scan.Source, env Env, spec InsightsSpec) (*InsightsResult, error) {
+	s := newSession(ctx, src, &env)
+	in, err := compileInsights(s.plan, spec)
+	if err != nil {
+		return nil, err
+	}
+	w, err := spec.Range.resolve(env.TimeZone, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.prepare(); err != nil {
+		return nil, err
+	}
+	res, err := in.run(s, w)
+	if err != nil {
+		return nil, err
+	}
+	if spec.ComparePrevious {
+		days := int((w.To - w.From + 86_399_999) / 86_400_000)
+		prev := window{Loc: w.Loc}
+		from := timeIn(w.From, w.Loc).AddDate(0, 0, -days)
+		prev.From, prev.To = from.UnixMilli(), w.From
+		p, err := in.run(s, prev)
+		if err != nil {
+			return nil, err
+		}
+		p.From, p.To = from.Format(dateLayout), timeIn(w.From-1, w.Loc).Format(dateLayout)
+		res.Previous = p
+	}
+	return res, nil
+}
+
+func compileInsights(p *plan, spec InsightsSpec) (*insights, error) {
+	in := &insights{spec: spec, interval: spec.Interval, limit: spec.Limit}
+	if in.interval == "" {
+		in.interval = "day"
+	}
+	if n := len(spec.Series); n < 1 || n > 26 {
+		return nil, specErr("/series", "an insights report has 1 to 26 series, not %d", n)
+	}
+	for i, sp := range spec.Series {
+		ptr := fmt.Sprintf("/series/%d", i)
+		st, err := p.compileStep(sp.Step, ptr)
+		if err != nil {
+			return nil, err
+		}
+		se := &series{spec: sp, st: st, measure: sp.Measure, col: -1}
+		if se.measure == "" {
+			se.measure = "total"
+		}
+		switch se.measure {
+		case "total", "unique", "distribution":
+			if sp.Property != "" {
+				return nil, specErr(ptr+"/property", "not used by measure %s", se.measure)
+			}
+		case "sum", "avg", "min", "max", "median", "p90":
+			if sp.Property == "" {
+				return nil, specErr(ptr+"/property", "required for measure %s (a numeric event property)", se.measure)
+			}
+			se.col = p.eventProp(sp.Property)
+		case "per_user":
+			if sp.Property != "" {
+				se.col = p.eventProp(sp.Property)
+			}
+			se.agg = sp.PerUser
+			switch se.agg {
+			case "avg", "median", "min", "max", "p90", "sum":
+			case "":
+				return nil, specErr(ptr+"/per_user", "required for measure per_user (avg, median, min, max, p90 or sum)")
+			default:
+				return nil, specErr(ptr+"/per_user", "must be avg, median, min, max, p90 or sum, not %q", se.agg)
+			}
+		default:
+			return nil, specErr(ptr+"/measure", "must be total, unique, sum, avg, min, max, median, p90, per_user or distribution, not %q", se.measure)
+		}
+		if se.measure != "per_user" && sp.PerUser != "" {
+			return nil, specErr(ptr+"/per_user", "only for measure per_user")
+		}
+		in.series = append(in.series, se)
+	}
+	var err error
+	if in.global, err = p.compileFilters(spec.Filters, "/filters"); err != nil {
+		return nil, err
+	}
+	if len(spec.Breakdowns) > 2 {
+		return nil, specErr("/breakdowns", "at most 2 breakdowns")
+	}
+	for i, b := range spec.Breakdowns {
+		bd, err := p.compileBreakdown(b, fmt.Sprintf("/breakdowns/%d", i))
+		if err != nil {
+			return nil, err
+		}
+		in.bds = append(in.bds, bd)
+	}
+	if in.limit == 0 {
+		in.limit = 25
+	}
+	if in.limit < 1 || in.limit > 1000 {
+		return nil, specErr("/limit", "must be 1 to 1000")
+	}
+	for i, f := range spec.Formulas {
+		fm, err := parseFormula(f, len(spec.Series), fmt.Sprintf("/formulas/%d", i))
+		if err != nil {
+			return nil, err
+		}
+		in.formulas = append(in.formulas, fm)
+	}
+	switch in.interval {
+	case "hour", "day", "week", "month", "none":
+	default:
+		return nil, specErr("/interval", "must be hour, day, week, month or none, not %q", in.interval)
+	}
+	return in, nil
+}
+
+func timeIn(ms int64, loc *time.Location) time.Time { return time.UnixMilli(ms).In(loc) }
+
+// cell aggregates one segment of one series, per bucket (the last index
+// is the whole range).
+type cell struct {
+	key    string
+	events []int64
+	users  []int64
+	sum    []float64
+	min    []float64
+	max    []float64
+	vals   [][]float64 // median, p90, per_user: the values
+	stamp  []uint64    // the user who last touched each bucket
+	cur    []float64   // that user's running count or sum
+	dist   []int64     // distribution buckets
+}
+
+func newCell(key string, nb int, se *series) *cell {
+	c := &cell{key: key, events: make([]int64, nb), users: make([]int64, nb), stamp: make([]uint64, nb)}
+	switch se.measure {
+	case "sum", "avg":
+		c.sum = make([]float64, nb)
+	case "min", "max":
+		c.min, c.max = make([]float64, nb), make([]float64, nb)
+		for i := range c.min {
+			c.min[i], c.max[i] = math.Inf(1), math.Inf(-1)
+		}
+	case "median", "p90":
+		c.vals = make([][]float64, nb)
+	case "per_user":
+		c.vals = make([][]float64, nb)
+		c.cur = make([]float64, nb)
+	case "distribution":
+		c.cur = make([]float64, nb)
+		c.dist = make([]int64, len(distEdges))
+	}
+	return c
+}
+
+func (c *cell) merge(o *cell) {
+	for b := range c.events {
+		c.events[b] += o.events[b]
+		c.users[b] += o.users[b]
+		if c.sum != nil {
+			c.sum[b] += o.sum[b]
+		}
+		if c.min != nil {
+			c.min[b] = min(c.min[b], o.min[b])
+			c.max[b] = max(c.max[b], o.max[b])
+		}
+		if c.vals != nil {
+			c.vals[b] = append(c.vals[b], o.vals[b]...)
+		}
+	}
+	for i := range c.dist {
+		c.dist[i] += o.dist[i]
+	}
+}
+
+// insWorker is one scan worker's cells.
+type insWorker struct {
+	in      *insights
+	bk      *buckets
+	fold    map[string]bool // with a second pass: the kept segments
+	cells   []map[string]*cell
+	touched []touch
+	gen     uint64
+	segs    [][]scan.Value
+	keyBuf  []byte
+	last    []*cell // per series: the last cell used, for runs of one segment
+}
+
+type touch struct {
+	c *cell
+	b int
+}
+
+func (in *insights) run(s *session, w window) (*InsightsResult, error) {
+	bk, err := newBuckets(w, in.interval, "/interval")
+	if err != nil {
+		return nil, err
+	}
+	if cells := bk.n() * len(in.series); cells > s.env.maxCells() {
+		return nil, &TooLargeError{Cells: cells, Max: s.env.maxCells()}
+	}
+	cells, err := in.pass(s, w, bk, nil)
+	if err != nil {
+		return nil, err
+	}
+	var keep map[string]bool
+	if len(in.bds) > 0 && len(cells[0]) > in.limit {
+		// Rank segments by the first series over the range; a second pass
+		// folds the rest into $other, whose uniques must be counted anew.
+		keys := make([]string, 0, len(cells[0]))
+		for k := range cells[0] {
+			keys = append(keys, k)
+		}
+		first := in.series[0]
+		slices.SortFunc(keys, func(a, b string) int {
+			va, vb := first.value(cells[0][a], bk.n()), first.value(cells[0][b], bk.n())
+			if c := cmp.Compare(orZero(vb), orZero(va)); c != 0 {
+				return c
+			}
+			return cmp.Compare(a, b)
+		})
+		keep = map[string]bool{}
+		for _, k := range keys[:in.limit] {
+			keep[k] = true
+		}
+		if cells, err = in.pass(s, w, bk, keep); err != nil {
+			return nil, err
+		}
+	}
+	if len(cells[0])*bk.n()*len(in.series) > s.env.maxCells() {
+		return nil, &TooLargeError{Cells: len(cells[0]) * bk.n() * len(in.series), Max: s.env.maxCells()}
+	}
+	return in.answer(s.env, w, bk, cells), nil
+}
+
+func orZero(p *float64) float64 {
+	if p == nil {
+		return math.Inf(-1)
+	}
+	return *p
+}
+
+// pass scans once and returns every series' cells by segment key.
+func (in *insights) pass(s *session, w window, bk *buckets, keep map[string]bool) ([]map[string]*cell, error) {
+	steps := make([]*step, len(in.series))
+	for i, se := range in.series {
+		steps[i] = se.st
+	}
+	req := scan.Request{From: w.From, To: w.To, Events: eventFilter(steps...)}
+	var workers perWorker[*insWorker]
+	err := s.scan(req, func(int) func(*scan.Sequence, *userCtx) error {
+		iw := &insWorker{in: in, bk: bk, fold: keep, cells: make([]map[string]*cell, len(in.series)),
+			segs: make([][]scan.Value, len(in.bds)), last: make([]*cell, len(in.series))}
+		for i := range iw.cells {
+			iw.cells[i] = map[string]*cell{}
+		}
+		workers.add(iw)
+		return iw.visit
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]*cell, len(in.series))
+	for i := range out {
+		out[i] = map[string]*cell{}
+		for _, iw := range workers.vals {
+			for k, c := range iw.cells[i] {
+				if o := out[i][k]; o != nil {
+					o.merge(c)
+				} else {
+					out[i][k] = c
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// segKey encodes breakdown values as one map key.
+func segKey(dst []byte, vals []scan.Value) []byte {
+	if len(vals) == 1 {
+		return append(dst, vals[0]...)
+	}
+	for _, v := range vals {
+		dst = binary.AppendUvarint(dst, uint64(len(v)))
+		dst = append(dst, v...)
+	}
+	return dst
+}
+
+func (iw *insWorker) visit(q *scan.Sequence, u *userCtx) error {
+	in := iw.in
+	if !in.global.matchUser(u) {
+		return nil
+	}
+	iw.gen++
+	nb := iw.bk.n()
+	cur := bucketCursor{b: iw.bk}
+	for i := range q.Times {
+		b := -2
+		for si, se := range in.series {
+			if !se.st.matches(q, i, u) || !in.global.matchEvent(q, i) {
+				continue
+			}
+			if b == -2 {
+				b = cur.at(q.Times[i])
+			}
+			if b < 0 {
+				continue
+			}
+			if len(in.bds) == 0 {
+				iw.add(si, se, iw.cellFor(si, se, ""), q, i, b, nb)
+				continue
+			}
+			iw.eachSegment(q, i, u, func(key string) {
+				iw.add(si, se, iw.cellFor(si, se, key), q, i, b, nb)
+			})
+		}
+	}
+	// Close the user: count them once per touched bucket, and record
+	// their per-user values.
+	for _, t := range iw.touched {
+		c, b := t.c, t.b
+		c.users[b]++
+		if c.dist != nil && b == nb {
+			n := int64(c.cur[b])
+			j, _ := slices.BinarySearch(distEdges, n+1)
+			c.dist[j-1]++
+		}
+		if c.cur != nil && c.vals != nil {
+			c.vals[b] = append(c.vals[b], c.cur[b])
+		}
+		if c.cur != nil {
+			c.cur[b] = 0
+		}
+	}
+	iw.touched = iw.touched[:0]
+	return nil
+}
+
+// eachSegment calls fn with the segment key of every combination of the
+// event's breakdown values.
+func (iw *insWorker) eachSegment(q *scan.Sequence, i int, u *userCtx, fn func(string)) {
+	for k, bd := range iw.in.bds {
+		iw.segs[k] = bd.values(q, i, u, iw.segs[k][:0])
+	}
+	var combo [2]scan.Value
+	var rec func(k int)
+	rec = func(k int) {
+		if k == len(iw.segs) {
+			iw.keyBuf = segKey(iw.keyBuf[:0], combo[:k])
+			key := string(iw.keyBuf)
+			if iw.fold != nil && !iw.fold[key] {
+				key = otherKey
+			}
+			fn(key)
+			return
+		}
+		for _, v := range iw.segs[k] {
+			combo[k] = v
+			rec(k + 1)
+		}
+	}
+	rec(0)
+}
+
+// otherKey is the segment key of $other: no real key starts with 0xff.
+const otherKey = "\xff$other"
+
+func (iw *insWorker) cellFor(si int, se *series, key string) *cell {
+	if c := iw.last[si]; c != nil && c.key == key {
+		return c
+	}
+	c := iw.cells[si][key]
+	if c == nil {
+		c = newCell(key, iw.bk.n()+1, se)
+		iw.cells[si][key] = c
+	}
+	iw.last[si] = c
+	return c
+}
+
+// add counts event i of q in bucket b and in the range total of c.
+func (iw *insWorker) add(si int, se *series, c *cell, q *scan.Sequence, i, b, nb int) {
+	var x float64
+	hasX := false
+	if se.col >= 0 {
+		x, hasX = q.Props[se.col][i].Num()
+		if !hasX && se.measure != "per_user" {
+			return // aggregates of a property skip events without a number
+		}
+	}
+	for _, bb := range [2]int{b, nb} {
+		if c.stamp[bb] != iw.gen {
+			c.stamp[bb] = iw.gen
+			iw.touched = append(iw.touched, touch{c, bb})
+		}
+		c.events[bb]++
+		switch se.measure {
+		case "sum", "avg":
+			c.sum[bb] += x
+		case "min", "max":
+			c.min[bb] = min(c.min[bb], x)
+			c.max[bb] = max(c.max[bb], x)
+		case "median", "p90":
+			c.vals[bb] = append(c.vals[bb], x)
+		case "per_user":
+			if se.col < 0 {
+				c.cur[bb]++
+			} else if hasX {
+				c.cur[bb] += x
+			}
+		case "distribution":
+			c.cur[bb]++
+		}
+	}
+}
+
+// value is the series' measure of a cell's bucket b.
+func (se *series) value(c *cell, b int) *float64 {
+	switch se.measure {
+	case "total":
+		return ptr(float64(c.events[b]))
+	case "unique":
+		return ptr(float64(c.users[b]))
+	case "sum":
+		return ptr(c.sum[b])
+	case "avg":
+		if c.events[b] == 0 {
+			return nil
+		}
+		return ptr(c.sum[b] / float64(c.events[b]))
+	case "min":
+		if c.events[b] == 0 {
+			return nil
+		}
+		return ptr(c.min[b])
+	case "max":
+		if c.events[b] == 0 {
+			return nil
+		}
+		return ptr(c.max[b])
+	case "median":
+		return quantile(c.vals[b], 0.5)
+	case "p90":
+		return quantile(c.vals[b], 0.9)
+	case "per_user":
+		v := c.vals[b]
+		switch se.agg {
+		case "sum":
+			var s float64
+			for _, x := range v {
+				s += x
+			}
+			return ptr(s)
+		case "avg":
+			if len(v) == 0 {
+				return nil
+			}
+			var s float64
+			for _, x := range v {
+				s += x
+			}
+			return ptr(s / float64(len(v)))
+		case "min", "max":
+			if len(v) == 0 {
+				return nil
+			}
+			m := v[0]
+			for _, x := range v[1:] {
+				if se.agg == "min" {
+					m = min(m, x)
+				} else {
+					m = max(m, x)
+				}
+			}
+			return ptr(m)
+		case "median":
+			return quantile(v, 0.5)
+		case "p90":
+			return quantile(v, 0.9)
+		}
+	case "distribution":
+		return ptr(float64(c.users[b]))
+	}
+	return nil
+}
+
+// quantile is the q-quantile of v with linear interpolation between
+// closest ranks (ClickHouse's quantileExact uses the lower one; we
+// interpolate as PostgreSQL's percentile_cont). It sorts v.
+func quantile(v []float64, q float64) *float64 {
+	if len(v) == 0 {
+		return nil
+	}
+	slices.Sort(v)
+	pos := q * float64(len(v)-1)
+	lo := int(pos)
+	if lo+1 >= len(v) {
+		return ptr(v[lo])
+	}
+	f := pos - float64(lo)
+	return ptr(v[lo] + (v[lo+1]-v[lo])*f)
+}
+
+func (in *insights) answer(env *Env, w window, bk *buckets, cells []map[string]*cell) *InsightsResult {
+	res := &InsightsResult{From: timeIn(w.From, w.Loc).Format(dateLayout), To: timeIn(w.To-1, w.Loc).Format(dateLayout),
+		Interval: in.interval, Intervals: bk.labels}
+	nb := bk.n()
+	// Rows are ordered by the first series over the range.
+	keys := map[string]bool{}
+	for _, m := range cells {
+		for k := range m {
+			keys[k] = true
+		}
+	}
+	order := make([]string, 0, len(keys))
+	for k := range keys {
+		order = append(order, k)
+	}
+	first := in.series[0]
+	total := func(k string) float64 {
+		if c := cells[0][k]; c != nil {
+			return orZero(first.value(c, nb))
+		}
+		return math.Inf(-1)
+	}
+	slices.SortFunc(order, func(a, b string) int {
+		if (a == otherKey) != (b == otherKey) {
+			if a == otherKey {
+				return 1
+			}
+			return -1
+		}
+		if c := cmp.Compare(total(b), total(a)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	rowVals := make([]map[string][]*float64, len(in.series)) // for formulas
+	for si, se := range in.series {
+		out := InsightsSeries{Name: letter(si), Event: se.spec.Event, Measure: se.measure}
+		rowVals[si] = map[string][]*float64{}
+		if se.measure == "distribution" {
+			for i, e := range distEdges {
+				label := strconv.FormatInt(e, 10)
+				if i+1 < len(distEdges) && distEdges[i+1] > e+1 {
+					label += "-" + strconv.FormatInt(distEdges[i+1]-1, 10)
+				} else if i+1 == len(distEdges) {
+					label += "+"
+				}
+				out.Buckets = append(out.Buckets, label)
+			}
+		}
+		for _, k := range order {
+			c := cells[si][k]
+			row := InsightsRow{Segment: in.segmentLabels(k)}
+			if c == nil {
+				c = newCell(k, nb+1, se)
+			}
+			if env.suppressed(c.users[nb]) {
+				row.Suppressed = true
+				row.Values = make([]*float64, nb)
+				if se.measure == "distribution" {
+					row.Values = make([]*float64, len(distEdges))
+				}
+				out.Rows = append(out.Rows, row)
+				rowVals[si][k] = make([]*float64, nb+1)
+				continue
+			}
+			vals := make([]*float64, nb+1)
+			for b := 0; b <= nb; b++ {
+				if env.suppressed(c.users[b]) {
+					continue
+				}
+				vals[b] = se.value(c, b)
+			}
+			rowVals[si][k] = vals
+			if se.measure == "distribution" {
+				for i := range distEdges {
+					if env.suppressed(c.dist[i]) {
+						row.Values = append(row.Values, nil)
+						continue
+					}
+					row.Values = append(row.Values, ptr(float64(c.dist[i])))
+				}
+			} else {
+				row.Values = vals[:nb]
+			}
+			row.Total = vals[nb]
+			out.Rows = append(out.Rows, row)
+		}
+		res.Series = append(res.Series, out)
+	}
+	for fi, fm := range in.formulas {
+		out := InsightsSeries{Name: fm.name, Measure: "formula"}
+		if out.Name == "" {
+			out.Name = "F" + strconv.Itoa(fi+1)
+		}
+		for _, k := range order {
+			row := InsightsRow{Segment: in.segmentLabels(k), Values: make([]*float64, nb)}
+			for b := 0; b <= nb; b++ {
+				v := fm.eval(func(s int) *float64 {
+					if vals := rowVals[s][k]; vals != nil {
+						return vals[b]
+					}
+					return nil
+				})
+				if b < nb {
+					row.Values[b] = v
+				} else {
+					row.Total = v
+				}
+			}
+			out.Rows = append(out.Rows, row)
+		}
+		res.Formulas = append(res.Formulas, out)
+	}
+	return res
+}
+
+func letter(i int) string { return string(rune('A' + i)) }
+
+// segmentLabels decodes a segment key for the answer.
+func (in *insights) segmentLabels(key string) []any {
+	if len(in.bds) == 0 {
+		return nil
+	}
+	if key == otherKey {
+		out := make([]any, len(in.bds))
+		for i := range out {
+			out[i] = OtherSegment
+		}
+		return out
+	}
+	if len(in.bds) == 1 {
+		return []any{segmentLabel(scan.Value(key))}
+	}
+	var out []any
+	b := []byte(key)
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || int(n) > len(b)-k {
+			break
+		}
+		out = append(out, segmentLabel(scan.Value(b[k:k+int(n)])))
+		b = b[k+int(n):]
+	}
+	return out
+}
