@@ -139,7 +139,8 @@ type cursor struct {
 	ui   int // next entry of the user table
 	uend int
 
-	block int // decoded block, -1 for none
+	block int  // decoded block, -1 for none
+	none  bool // the block has none of the wanted events (only events decoded)
 	cursorBufs
 	props []segment.PropBlock
 	dicts [][]segment.Atom
@@ -170,9 +171,28 @@ type cursorBufs struct {
 	scratch  segment.Scratch
 }
 
-// load decodes block b of the cursor's columns.
-func (c *cursor) load(b int, keys []uint32, details bool) error {
+// load decodes block b of the cursor's columns. With want (an event
+// filter), a block holding none of the wanted events decodes only its
+// events: c.none is set and the other columns are left stale.
+func (c *cursor) load(b int, keys []uint32, details bool, want []bool) error {
 	var err error
+	c.none = false
+	if want != nil {
+		if c.events, err = c.r.Events(&c.scratch, b, c.events); err != nil {
+			return err
+		}
+		c.none = true
+		for _, e := range c.events {
+			if int(e) < len(want) && want[e] {
+				c.none = false
+				break
+			}
+		}
+		if c.none {
+			c.block = b
+			return nil
+		}
+	}
 	if details {
 		if c.inserts, err = c.r.Inserts(&c.scratch, b, c.inserts); err != nil {
 			return err
@@ -184,8 +204,10 @@ func (c *cursor) load(b int, keys []uint32, details bool) error {
 	if c.times, err = c.r.Times(&c.scratch, b, c.times); err != nil {
 		return err
 	}
-	if c.events, err = c.r.Events(&c.scratch, b, c.events); err != nil {
-		return err
+	if want == nil {
+		if c.events, err = c.r.Events(&c.scratch, b, c.events); err != nil {
+			return err
+		}
 	}
 	for k, key := range keys {
 		if c.props[k], err = c.r.Prop(&c.scratch, key, b, c.codes[k], c.raws[k]); err != nil {
@@ -221,6 +243,16 @@ type scanner struct {
 	received []int64
 	props    [][]segment.Atom
 	seq      Sequence
+
+	// The filtered gather's rows in cursor order, before placing by user.
+	tmp struct {
+		users    []uint32
+		times    []int64
+		events   []uint32
+		inserts  []string
+		received []int64
+		props    [][]segment.Atom
+	}
 }
 
 func (s *Snapshot) newScanner(spec ScanSpec) (*scanner, error) {
@@ -310,6 +342,9 @@ func (sc *scanner) runRange(ctx context.Context, lo, hi, step uint32, fn func(*S
 
 // chunk visits the users [lo, hi); cursors must be positioned at lo.
 func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
+	if sc.want != nil {
+		return sc.chunkFiltered(lo, hi, fn)
+	}
 	n := int(hi - lo)
 	sc.offs = slices.Grow(sc.offs[:0], n+1)[:n+1]
 	clear(sc.offs)
@@ -354,6 +389,11 @@ func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
 			sc.release(c) // done with this segment: a worker's ranges ascend
 		}
 	}
+	return sc.visitChunk(lo, n, fn)
+}
+
+// visitChunk calls fn for each user of the gathered chunk.
+func (sc *scanner) visitChunk(lo uint32, n int, fn func(*Sequence) error) error {
 	q := &sc.seq
 	for u := range n {
 		a, b := sc.offs[u], sc.offs[u+1]
@@ -374,9 +414,6 @@ func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
 		if sc.spec.From != 0 || sc.spec.To != 0 {
 			sc.clip()
 		}
-		if sc.want != nil {
-			sc.keep()
-		}
 		if len(q.Times) == 0 {
 			continue
 		}
@@ -385,6 +422,118 @@ func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
 		}
 	}
 	return nil
+}
+
+// chunkFiltered is chunk with an event filter: rows of other events are
+// never copied, and blocks without a wanted event are not decoded past
+// their event column. Rows are first collected in cursor order with their
+// user, then placed by a counting sort, which keeps each user's rows in
+// cursor order as chunk does.
+func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error {
+	n := int(hi - lo)
+	sc.offs = slices.Grow(sc.offs[:0], n+1)[:n+1]
+	clear(sc.offs)
+	t := &sc.tmp
+	t.users, t.times, t.events = t.users[:0], t.times[:0], t.events[:0]
+	t.inserts, t.received = t.inserts[:0], t.received[:0]
+	if len(t.props) != len(sc.spec.Keys) {
+		t.props = make([][]segment.Atom, len(sc.spec.Keys))
+	}
+	for k := range t.props {
+		t.props[k] = t.props[k][:0]
+	}
+	want := sc.want
+	for _, c := range sc.cursors {
+		us := c.r.Users()
+		i := c.ui
+		for ; i < len(us) && us[i].User < hi; i++ {
+			run := us[i]
+			u := run.User - lo
+			start, left := int(run.Start), int(run.N)
+			for left > 0 {
+				b := start / segment.BlockRows
+				if c.block != b {
+					if c.events == nil && len(sc.spare) > 0 {
+						c.cursorBufs = sc.spare[len(sc.spare)-1]
+						sc.spare = sc.spare[:len(sc.spare)-1]
+					}
+					if err := c.load(b, sc.spec.Keys, sc.spec.Details, want); err != nil {
+						return err
+					}
+				}
+				j0 := start - b*segment.BlockRows
+				m := min(left, len(c.events)-j0)
+				if !c.none {
+					for j := j0; j < j0+m; j++ {
+						e := c.events[j]
+						if int(e) >= len(want) || !want[e] {
+							continue
+						}
+						t.users = append(t.users, u)
+						t.times = append(t.times, c.times[j])
+						t.events = append(t.events, e)
+						if sc.spec.Details {
+							t.inserts = append(t.inserts, c.inserts[j])
+							t.received = append(t.received, c.received[j])
+						}
+						for k := range t.props {
+							t.props[k] = append(t.props[k], c.atom(k, j))
+						}
+						sc.offs[u+1]++
+					}
+				}
+				start += m
+				left -= m
+			}
+		}
+		c.ui = i
+		if c.ui == len(us) && c.block >= 0 {
+			sc.release(c)
+		}
+	}
+	for u := 1; u <= n; u++ {
+		sc.offs[u] += sc.offs[u-1]
+	}
+	total := int(sc.offs[n])
+	if total == 0 {
+		return nil
+	}
+	sc.times = slices.Grow(sc.times[:0], total)[:total]
+	sc.events = slices.Grow(sc.events[:0], total)[:total]
+	if sc.spec.Details {
+		sc.inserts = slices.Grow(sc.inserts[:0], total)[:total]
+		sc.received = slices.Grow(sc.received[:0], total)[:total]
+	}
+	for k := range sc.props {
+		sc.props[k] = slices.Grow(sc.props[k][:0], total)[:total]
+	}
+	sc.pos = append(sc.pos[:0], sc.offs[:n]...)
+	for r, u := range t.users {
+		d := sc.pos[u]
+		sc.pos[u]++
+		sc.times[d], sc.events[d] = t.times[r], t.events[r]
+		if sc.spec.Details {
+			sc.inserts[d], sc.received[d] = t.inserts[r], t.received[r]
+		}
+		for k := range sc.props {
+			sc.props[k][d] = t.props[k][r]
+		}
+	}
+	return sc.visitChunk(lo, n, fn)
+}
+
+// atom is row j of the cursor's decoded property column k.
+func (c *cursor) atom(k, j int) segment.Atom {
+	pb := c.props[k]
+	switch {
+	case pb.Codes != nil:
+		if code := pb.Codes[j]; code != 0 {
+			return c.dicts[k][code-1]
+		}
+	case pb.Atoms != nil:
+		return pb.Atoms[j]
+	}
+	return ""
 }
 
 // copyRows copies rows [start, start+n) of c's segment to position dst of
@@ -397,7 +546,7 @@ func (sc *scanner) copyRows(c *cursor, start, n, dst int) error {
 				c.cursorBufs = sc.spare[len(sc.spare)-1]
 				sc.spare = sc.spare[:len(sc.spare)-1]
 			}
-			if err := c.load(b, sc.spec.Keys, sc.spec.Details); err != nil {
+			if err := c.load(b, sc.spec.Keys, sc.spec.Details, nil); err != nil {
 				return err
 			}
 		}
@@ -461,33 +610,6 @@ func (sc *scanner) sortSeq() {
 		for i, j := range perm {
 			q.Props[k][i] = vals[j]
 		}
-	}
-}
-
-// keep drops the rows of events the spec does not want.
-func (sc *scanner) keep() {
-	q := &sc.seq
-	n := 0
-	for i, e := range q.Events {
-		if int(e) < len(sc.want) && sc.want[e] {
-			if n != i {
-				q.Times[n], q.Events[n] = q.Times[i], e
-				if len(q.InsertIDs) > 0 {
-					q.InsertIDs[n], q.Received[n] = q.InsertIDs[i], q.Received[i]
-				}
-				for k := range q.Props {
-					q.Props[k][n] = q.Props[k][i]
-				}
-			}
-			n++
-		}
-	}
-	q.Times, q.Events = q.Times[:n], q.Events[:n]
-	if len(q.InsertIDs) > 0 {
-		q.InsertIDs, q.Received = q.InsertIDs[:n], q.Received[:n]
-	}
-	for k := range q.Props {
-		q.Props[k] = q.Props[k][:n]
 	}
 }
 
