@@ -405,19 +405,62 @@ func (f *funnel) answer(env *Env, a *funnelAgg) []FunnelStep {
 	return out
 }
 
-// meanMedianSeconds summarises durations in ms as seconds. It sorts ms.
+// meanMedianSeconds summarises durations in ms as seconds. It reorders ms.
 func meanMedianSeconds(ms []int64) (*float64, *float64) {
 	var sum float64
 	for _, d := range ms {
 		sum += float64(d)
 	}
-	slices.Sort(ms)
 	n := len(ms)
-	med := float64(ms[n/2])
+	med := float64(nth(ms, n/2))
 	if n%2 == 0 {
-		med = (float64(ms[n/2-1]) + float64(ms[n/2])) / 2
+		med = (float64(slices.Max(ms[:n/2])) + med) / 2
 	}
 	return ptr(sum / float64(n) / 1000), ptr(med / 1000)
+}
+
+// nth reorders v so that v[k] is the value a sort would put there, with
+// no larger value before it, and returns it (quickselect, median of three
+// pivots): linear time, where sorting is not.
+func nth(v []int64, k int) int64 {
+	lo, hi := 0, len(v)-1
+	for hi-lo > 16 {
+		mid := lo + (hi-lo)/2
+		if v[mid] < v[lo] {
+			v[mid], v[lo] = v[lo], v[mid]
+		}
+		if v[hi] < v[lo] {
+			v[hi], v[lo] = v[lo], v[hi]
+		}
+		if v[hi] < v[mid] {
+			v[hi], v[mid] = v[mid], v[hi]
+		}
+		p := v[mid]
+		i, j := lo, hi
+		for i <= j {
+			for v[i] < p {
+				i++
+			}
+			for v[j] > p {
+				j--
+			}
+			if i <= j {
+				v[i], v[j] = v[j], v[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return v[k]
+		}
+	}
+	slices.Sort(v[lo : hi+1])
+	return v[k]
 }
 
 // visit evaluates one user.

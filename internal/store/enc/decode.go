@@ -198,3 +198,69 @@ func expandRuns[T unsigned](dst []T, runs int, vdata []byte, vw uint, vbase T, l
 	}
 	return nil
 }
+
+// Int64Block reads single values of an int64 block. Frame-of-reference
+// blocks are read in place, a value at a time, so that a scan selecting
+// few rows of a block does not decode the rest; the other encodings are
+// decoded whole on Reset.
+type Int64Block struct {
+	n    int
+	base uint64 // with the int64 bias
+	w    uint
+	mask uint64
+	data []byte
+	all  []int64
+	lazy bool
+}
+
+// Reset loads the int64 block at the start of src into b, reusing b's
+// buffers.
+func (b *Int64Block) Reset(src []byte) error {
+	b.lazy = false
+	if len(src) > 0 && src[0] == typeInt64<<4|encFOR {
+		r := reader{b: src, off: 1, maxVal: ^uint64(0), maxW: 64}
+		c, err := r.uvarint("count", maxBlock)
+		if err != nil {
+			return err
+		}
+		base, w, data, err := r.block("FOR", int(c))
+		if err != nil {
+			return err
+		}
+		// A copy: the caller's buffer is typically reused for the next read.
+		b.data = append(b.data[:0], data...)
+		b.n, b.base, b.w, b.lazy = int(c), base+int64Bias, w, true
+		b.mask = ^uint64(0)
+		if w < 64 {
+			b.mask = 1<<w - 1
+		}
+		return nil
+	}
+	all, _, err := DecodeInt64s(b.all, src)
+	if err != nil {
+		return err
+	}
+	b.all, b.n = all, len(all)
+	return nil
+}
+
+// Len is the number of values.
+func (b *Int64Block) Len() int { return b.n }
+
+// At returns value i (0 <= i < Len()).
+func (b *Int64Block) At(i int) int64 {
+	if !b.lazy {
+		return b.all[i]
+	}
+	if b.w == 0 {
+		return int64(b.base)
+	}
+	bit := uint(i) * b.w
+	word := bit / 64 * 8
+	shift := bit % 64
+	v := binary.LittleEndian.Uint64(b.data[word:]) >> shift
+	if shift+b.w > 64 {
+		v |= binary.LittleEndian.Uint64(b.data[word+8:]) << (64 - shift)
+	}
+	return int64(v&b.mask + b.base)
+}

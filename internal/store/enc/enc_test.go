@@ -474,3 +474,41 @@ func fuzzDecode[T comparable](f *testing.F, c codec[T]) {
 func FuzzDecodeUints(f *testing.F)   { fuzzDecode(f, c64) }
 func FuzzDecodeUint32s(f *testing.F) { fuzzDecode(f, c32) }
 func FuzzDecodeInt64s(f *testing.F)  { fuzzDecode(f, ci) }
+
+func TestInt64BlockAt(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for trial := range 300 {
+		n := 1 + r.IntN(3000)
+		vals := make([]int64, n)
+		base := r.Int64() >> uint(r.IntN(64))
+		spread := int64(1) << uint(r.IntN(63))
+		for i := range vals {
+			switch trial % 4 {
+			case 0: // FOR
+				vals[i] = base + r.Int64N(spread)
+			case 1: // constant
+				vals[i] = base
+			case 2: // runs
+				vals[i] = base + int64(i/100)
+			default: // sorted: delta
+				vals[i] = base + int64(i)*3 + r.Int64N(2)
+			}
+		}
+		var b Int64Block
+		if err := b.Reset(AppendInt64s(nil, vals)); err != nil {
+			t.Fatal(err)
+		}
+		if b.Len() != n {
+			t.Fatalf("trial %d: Len %d, want %d", trial, b.Len(), n)
+		}
+		for i, v := range vals {
+			if got := b.At(i); got != v {
+				t.Fatalf("trial %d: At(%d) = %d, want %d", trial, i, got, v)
+			}
+		}
+	}
+	var b Int64Block
+	if err := b.Reset([]byte{typeInt64<<4 | encFOR, 5, 0, 70}); err == nil {
+		t.Fatal("a width of 70 was accepted")
+	}
+}

@@ -25,6 +25,7 @@ type File interface {
 // goroutine passes its own Scratch.
 type Reader struct {
 	f    File
+	mem  []byte // the whole file, when f is mapped into memory
 	path string
 	size int64
 
@@ -83,9 +84,17 @@ func Open(path string) (*Reader, error) {
 		f.Close()
 		return nil, err
 	}
-	r, err := NewReader(f, path, st.Size())
+	var file File = f
+	if m, err := openMapped(f, st.Size()); err == nil {
+		file = m // openMapped closed f
+	} else if f, err = os.Open(path); err != nil { // f was closed: reopen
+		return nil, err
+	} else {
+		file = f
+	}
+	r, err := NewReader(file, path, st.Size())
 	if err != nil {
-		f.Close()
+		file.Close()
 		return nil, err
 	}
 	return r, nil
@@ -95,6 +104,9 @@ func Open(path string) (*Reader, error) {
 // it in errors.
 func NewReader(f File, path string, size int64) (*Reader, error) {
 	r := &Reader{f: f, path: path, size: size, cols: make(map[uint32]*column)}
+	if m, ok := f.(interface{ Bytes() []byte }); ok && int64(len(m.Bytes())) == size {
+		r.mem = m.Bytes()
+	}
 	if size < int64(len(magic))+16 {
 		return nil, r.corrupt("file of %d bytes is too short", size)
 	}
@@ -303,6 +315,17 @@ type Scratch struct {
 
 // readBlock reads and checks one block into s.raw.
 func (r *Reader) readBlock(s *Scratch, ref blockRef, what string, b int) ([]byte, error) {
+	if r.mem != nil {
+		end := int64(ref.off) + int64(ref.len)
+		if end > int64(len(r.mem)) {
+			return nil, r.corrupt("%s block %d lies beyond the file", what, b)
+		}
+		buf := r.mem[ref.off:end:end]
+		if crc32.Checksum(buf, crcT) != ref.crc {
+			return nil, r.corrupt("%s block %d: checksum mismatch", what, b)
+		}
+		return buf, nil
+	}
 	if cap(s.raw) < int(ref.len) {
 		s.raw = make([]byte, ref.len)
 	}
@@ -324,6 +347,22 @@ func (r *Reader) Times(s *Scratch, b int, dst []int64) ([]int64, error) {
 	}
 	out, _, err := enc.DecodeInt64s(dst, buf)
 	return checkLenOf(r, out, err, "time", b)
+}
+
+// TimeBlock points blk at block b's times, for reading single rows: a
+// scan that selects few rows of a block decodes only those.
+func (r *Reader) TimeBlock(s *Scratch, b int, blk *enc.Int64Block) error {
+	buf, err := r.readBlock(s, r.timeBlocks[b], "time", b)
+	if err != nil {
+		return err
+	}
+	if err := blk.Reset(buf); err != nil {
+		return r.corrupt("time block %d: %v", b, err)
+	}
+	if blk.Len() != r.blockLen(b) {
+		return r.corrupt("time block %d has %d rows, want %d", b, blk.Len(), r.blockLen(b))
+	}
+	return nil
 }
 
 // Events decodes block b's event codes into dst.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/veil-analytics/veil/internal/store/enc"
 	"github.com/veil-analytics/veil/internal/store/segment"
 )
 
@@ -169,28 +170,40 @@ type cursorBufs struct {
 	inserts  []string
 	received []int64
 	scratch  segment.Scratch
+
+	// With an event filter: the block's wanted rows, the next of them a
+	// run may hold, and the times to read them from.
+	sel     []uint16
+	selAt   int
+	timeBlk enc.Int64Block
 }
 
 // load decodes block b of the cursor's columns. With want (an event
 // filter), a block holding none of the wanted events decodes only its
 // events: c.none is set and the other columns are left stale.
-func (c *cursor) load(b int, keys []uint32, details bool, want []bool) error {
+func (c *cursor) load(b int, keys []uint32, details bool, want []uint8) error {
 	var err error
 	c.none = false
 	if want != nil {
 		if c.events, err = c.r.Events(&c.scratch, b, c.events); err != nil {
 			return err
 		}
-		c.none = true
-		for _, e := range c.events {
-			if int(e) < len(want) && want[e] {
-				c.none = false
-				break
-			}
+		// The block's wanted rows; their times are read one by one.
+		c.sel = slices.Grow(c.sel[:0], len(c.events))[:len(c.events)]
+		n := 0
+		for j, e := range c.events { // branch-free: most rows of a block are alike
+			c.sel[n] = uint16(j)
+			n += int(want[min(e, uint32(len(want)-1))])
 		}
+		c.sel = c.sel[:n]
+		c.selAt = 0
+		c.none = len(c.sel) == 0
+		c.block = b
 		if c.none {
-			c.block = b
 			return nil
+		}
+		if err := c.r.TimeBlock(&c.scratch, b, &c.timeBlk); err != nil {
+			return err
 		}
 	}
 	if details {
@@ -201,10 +214,10 @@ func (c *cursor) load(b int, keys []uint32, details bool, want []bool) error {
 			return err
 		}
 	}
-	if c.times, err = c.r.Times(&c.scratch, b, c.times); err != nil {
-		return err
-	}
 	if want == nil {
+		if c.times, err = c.r.Times(&c.scratch, b, c.times); err != nil {
+			return err
+		}
 		if c.events, err = c.r.Events(&c.scratch, b, c.events); err != nil {
 			return err
 		}
@@ -233,7 +246,7 @@ type scanner struct {
 	cursors []*cursor
 	multi   bool // a day's segments overlap in users: a user's rows may need sorting
 	spare   []cursorBufs
-	want    []bool // by event code, with ScanSpec.Events
+	want    []uint8 // by event code, 1 for wanted, with ScanSpec.Events; the last entry is 0
 
 	offs     []uint32 // per user of the chunk, where its rows start
 	pos      []uint32
@@ -258,10 +271,11 @@ type scanner struct {
 func (s *Snapshot) newScanner(spec ScanSpec) (*scanner, error) {
 	sc := &scanner{s: s, spec: spec}
 	if spec.Events != nil {
-		sc.want = make([]bool, len(s.events))
+		// One entry past the codes stands for every code beyond them.
+		sc.want = make([]uint8, len(s.events)+1)
 		for _, e := range spec.Events {
-			if int(e) < len(sc.want) {
-				sc.want[e] = true
+			if int(e) < len(s.events) {
+				sc.want[e] = 1
 			}
 		}
 	}
@@ -463,24 +477,23 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 				}
 				j0 := start - b*segment.BlockRows
 				m := min(left, len(c.events)-j0)
-				if !c.none {
-					for j := j0; j < j0+m; j++ {
-						e := c.events[j]
-						if int(e) >= len(want) || !want[e] {
-							continue
-						}
-						t.users = append(t.users, u)
-						t.times = append(t.times, c.times[j])
-						t.events = append(t.events, e)
-						if sc.spec.Details {
-							t.inserts = append(t.inserts, c.inserts[j])
-							t.received = append(t.received, c.received[j])
-						}
-						for k := range t.props {
-							t.props[k] = append(t.props[k], c.atom(k, j))
-						}
-						sc.offs[u+1]++
+				// Runs come in row order: the selection is walked once.
+				for c.selAt < len(c.sel) && int(c.sel[c.selAt]) < j0 {
+					c.selAt++
+				}
+				for ; c.selAt < len(c.sel) && int(c.sel[c.selAt]) < j0+m; c.selAt++ {
+					j := int(c.sel[c.selAt])
+					t.users = append(t.users, u)
+					t.times = append(t.times, c.timeBlk.At(j))
+					t.events = append(t.events, c.events[j])
+					if sc.spec.Details {
+						t.inserts = append(t.inserts, c.inserts[j])
+						t.received = append(t.received, c.received[j])
 					}
+					for k := range t.props {
+						t.props[k] = append(t.props[k], c.atom(k, j))
+					}
+					sc.offs[u+1]++
 				}
 				start += m
 				left -= m
