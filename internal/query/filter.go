@@ -91,6 +91,24 @@ type cond struct {
 	lower  string
 	set    map[scan.Value]bool
 	cohort *cohortRef
+
+	// A worker's own copy (see conds.clone) remembers its last answer:
+	// a user's events mostly repeat a value, and equal dictionary values
+	// compare by pointer.
+	memo   bool
+	lastOK bool
+	lastV  scan.Value
+	hasV   bool
+}
+
+// matchMemo is matchValue through the copy's one-value memory.
+func (c *cond) matchMemo(v scan.Value) bool {
+	if c.hasV && v == c.lastV {
+		return c.lastOK
+	}
+	ok := c.matchValue(v)
+	c.lastV, c.lastOK, c.hasV = v, ok, true
+	return ok
 }
 
 // matchValue applies the condition to one value ("" = absent).
@@ -289,11 +307,34 @@ func (p *plan) compileFilters(fs []Filter, ptr string) (conds, error) {
 // matchEvent applies the event conditions to event i of q.
 func (cs *conds) matchEvent(q *scan.Sequence, i int) bool {
 	for _, c := range cs.ev {
-		if !c.matchValue(q.Props[c.col][i]) {
+		v := q.Props[c.col][i]
+		if c.memo {
+			if !c.matchMemo(v) {
+				return false
+			}
+		} else if !c.matchValue(v) {
 			return false
 		}
 	}
 	return true
+}
+
+// clone gives a scan worker conditions of its own, which memoise.
+func (cs conds) clone() conds {
+	out := conds{user: cs.user, ev: make([]*cond, len(cs.ev))}
+	for i, c := range cs.ev {
+		cp := *c
+		cp.memo = true
+		out.ev[i] = &cp
+	}
+	return out
+}
+
+// clone gives a scan worker a step of its own (see conds.clone).
+func (st *step) clone() *step {
+	cp := *st
+	cp.conds = st.conds.clone()
+	return &cp
 }
 
 // matchUser applies the user conditions to a user.

@@ -55,6 +55,7 @@ type series struct {
 	spec    Series
 	st      *step
 	measure string
+	kind    measureKind
 	agg     string // for per_user
 	col     int    // numeric property column, -1 for none
 	conds
@@ -146,6 +147,7 @@ func compileInsights(p *plan, spec InsightsSpec) (*insights, error) {
 		default:
 			return nil, specErr(ptr+"/measure", "must be total, unique, sum, avg, min, max, median, p90, per_user or distribution, not %q", se.measure)
 		}
+		se.kind = kindOf(se.measure)
 		if se.measure != "per_user" && sp.PerUser != "" {
 			return nil, specErr(ptr+"/per_user", "only for measure per_user")
 		}
@@ -192,8 +194,10 @@ func timeIn(ms int64, loc *time.Location) time.Time { return time.UnixMilli(ms).
 // is the whole range).
 type cell struct {
 	key    string
+	id     int // the worker's number for the cell, for user masks
 	events []int64
 	users  []int64
+	single []int64 // users who touched no other cell of the series in the bucket
 	sum    []float64
 	min    []float64
 	max    []float64
@@ -204,7 +208,7 @@ type cell struct {
 }
 
 func newCell(key string, nb int, se *series) *cell {
-	c := &cell{key: key, events: make([]int64, nb), users: make([]int64, nb), stamp: make([]uint64, nb)}
+	c := &cell{key: key, events: make([]int64, nb), users: make([]int64, nb), single: make([]int64, nb), stamp: make([]uint64, nb)}
 	switch se.measure {
 	case "sum", "avg":
 		c.sum = make([]float64, nb)
@@ -229,6 +233,7 @@ func (c *cell) merge(o *cell) {
 	for b := range c.events {
 		c.events[b] += o.events[b]
 		c.users[b] += o.users[b]
+		c.single[b] += o.single[b]
 		if c.sum != nil {
 			c.sum[b] += o.sum[b]
 		}
@@ -247,20 +252,40 @@ func (c *cell) merge(o *cell) {
 
 // insWorker is one scan worker's cells.
 type insWorker struct {
-	in      *insights
-	bk      *buckets
-	fold    map[string]bool // with a second pass: the kept segments
-	cells   []map[string]*cell
+	in     *insights
+	bk     *buckets
+	fold   map[string]bool // with a second pass: the kept segments
+	series []*series       // copies with the worker's own steps
+	global conds
+	cells  []map[string]*cell
+	byID   [][]*cell
+	// multi counts, per series and bucket, the users who touched several
+	// cells, by the mask of their cell ids: what $other's uniques need
+	// besides the cells' single users. overflow marks a series with more
+	// than 64 cells, whose $other needs a second pass.
+	multi    [][]map[uint64]int64
+	overflow []bool
+
 	touched []touch
 	gen     uint64
 	segs    [][]scan.Value
 	keyBuf  []byte
-	last    []*cell // per series: the last cell used, for runs of one segment
+	mask    []uint64
+	maskN   []int32
+	maskC   []*cell
+	maskGen []uint64
+	maskBs  []int
 }
 
 type touch struct {
 	c *cell
 	b int
+}
+
+// passResult is one scan's cells merged by key, and the workers' masks.
+type passResult struct {
+	cells   []map[string]*cell
+	workers []*insWorker
 }
 
 func (in *insights) run(s *session, w window) (*InsightsResult, error) {
@@ -271,14 +296,14 @@ func (in *insights) run(s *session, w window) (*InsightsResult, error) {
 	if cells := bk.n() * len(in.series); cells > s.env.maxCells() {
 		return nil, &TooLargeError{Cells: cells, Max: s.env.maxCells()}
 	}
-	cells, err := in.pass(s, w, bk, nil)
+	pr, err := in.pass(s, w, bk, nil)
 	if err != nil {
 		return nil, err
 	}
-	var keep map[string]bool
+	cells := pr.cells
 	if len(in.bds) > 0 && len(cells[0]) > in.limit {
-		// Rank segments by the first series over the range; a second pass
-		// folds the rest into $other, whose uniques must be counted anew.
+		// Keep the top segments by the first series over the range and
+		// fold the rest into $other.
 		keys := make([]string, 0, len(cells[0]))
 		for k := range cells[0] {
 			keys = append(keys, k)
@@ -291,18 +316,75 @@ func (in *insights) run(s *session, w window) (*InsightsResult, error) {
 			}
 			return cmp.Compare(a, b)
 		})
-		keep = map[string]bool{}
+		keep := map[string]bool{}
 		for _, k := range keys[:in.limit] {
 			keep[k] = true
 		}
-		if cells, err = in.pass(s, w, bk, keep); err != nil {
+		if in.foldable(pr) {
+			cells = in.foldOther(pr, keep, bk.n()+1)
+		} else if pr, err = in.pass(s, w, bk, keep); err != nil {
 			return nil, err
+		} else {
+			cells = pr.cells
 		}
 	}
 	if len(cells[0])*bk.n()*len(in.series) > s.env.maxCells() {
 		return nil, &TooLargeError{Cells: len(cells[0]) * bk.n() * len(in.series), Max: s.env.maxCells()}
 	}
 	return in.answer(s.env, w, bk, cells), nil
+}
+
+// foldable reports whether $other can be made of the first pass's cells:
+// its uniques come from the user masks, and no measure needs a user's
+// values across segments.
+func (in *insights) foldable(pr passResult) bool {
+	for si, se := range in.series {
+		if se.measure == "per_user" || se.measure == "distribution" {
+			return false
+		}
+		for _, iw := range pr.workers {
+			if iw.overflow[si] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// foldOther merges the cells not kept into $other; its users are those
+// who touched only folded cells in a bucket plus those of several cells
+// one of which is folded.
+func (in *insights) foldOther(pr passResult, keep map[string]bool, nb int) []map[string]*cell {
+	out := make([]map[string]*cell, len(pr.cells))
+	for si, m := range pr.cells {
+		other := newCell(otherKey, nb, in.series[si])
+		out[si] = map[string]*cell{}
+		for k, c := range m {
+			if keep[k] {
+				out[si][k] = c
+				continue
+			}
+			other.merge(c)
+		}
+		copy(other.users, other.single)
+		for _, iw := range pr.workers {
+			var folded uint64
+			for id, c := range iw.byID[si] {
+				if !keep[c.key] {
+					folded |= 1 << id
+				}
+			}
+			for b, masks := range iw.multi[si] {
+				for mask, n := range masks {
+					if mask&folded != 0 {
+						other.users[b] += n
+					}
+				}
+			}
+		}
+		out[si][otherKey] = other
+	}
+	return out
 }
 
 func orZero(p *float64) float64 {
@@ -313,39 +395,55 @@ func orZero(p *float64) float64 {
 }
 
 // pass scans once and returns every series' cells by segment key.
-func (in *insights) pass(s *session, w window, bk *buckets, keep map[string]bool) ([]map[string]*cell, error) {
+func (in *insights) pass(s *session, w window, bk *buckets, keep map[string]bool) (passResult, error) {
 	steps := make([]*step, len(in.series))
 	for i, se := range in.series {
 		steps[i] = se.st
 	}
 	req := scan.Request{From: w.From, To: w.To, Events: eventFilter(steps...)}
 	var workers perWorker[*insWorker]
+	nb := bk.n() + 1
 	err := s.scan(req, func(int) func(*scan.Sequence, *userCtx) error {
-		iw := &insWorker{in: in, bk: bk, fold: keep, cells: make([]map[string]*cell, len(in.series)),
-			segs: make([][]scan.Value, len(in.bds)), last: make([]*cell, len(in.series))}
-		for i := range iw.cells {
+		iw := &insWorker{in: in, bk: bk, fold: keep, global: in.global.clone(),
+			cells: make([]map[string]*cell, len(in.series)), byID: make([][]*cell, len(in.series)),
+			multi: make([][]map[uint64]int64, len(in.series)), overflow: make([]bool, len(in.series)),
+			segs: make([][]scan.Value, len(in.bds)),
+			mask: make([]uint64, nb), maskN: make([]int32, nb), maskC: make([]*cell, nb), maskGen: make([]uint64, nb)}
+		for i, se := range in.series {
+			cp := *se
+			cp.st = se.st.clone()
+			iw.series = append(iw.series, &cp)
 			iw.cells[i] = map[string]*cell{}
+			iw.multi[i] = make([]map[uint64]int64, nb)
+			for b := range iw.multi[i] {
+				iw.multi[i][b] = map[uint64]int64{}
+			}
 		}
 		workers.add(iw)
 		return iw.visit
 	})
 	if err != nil {
-		return nil, err
+		return passResult{}, err
 	}
 	out := make([]map[string]*cell, len(in.series))
 	for i := range out {
 		out[i] = map[string]*cell{}
 		for _, iw := range workers.vals {
 			for k, c := range iw.cells[i] {
+				if k != c.key {
+					continue // a value folded into $other
+				}
 				if o := out[i][k]; o != nil {
 					o.merge(c)
 				} else {
-					out[i][k] = c
+					cp := newCell(k, nb, in.series[i])
+					cp.merge(c)
+					out[i][k] = cp
 				}
 			}
 		}
 	}
-	return out, nil
+	return passResult{cells: out, workers: workers.vals}, nil
 }
 
 // segKey encodes breakdown values as one map key.
@@ -362,35 +460,57 @@ func segKey(dst []byte, vals []scan.Value) []byte {
 
 func (iw *insWorker) visit(q *scan.Sequence, u *userCtx) error {
 	in := iw.in
-	if !in.global.matchUser(u) {
+	if !iw.global.matchUser(u) {
 		return nil
 	}
-	iw.gen++
 	nb := iw.bk.n()
-	cur := bucketCursor{b: iw.bk}
-	for i := range q.Times {
-		b := -2
-		for si, se := range in.series {
-			if !se.st.matches(q, i, u) || !in.global.matchEvent(q, i) {
+	// One breakdown by an event property: events of a user mostly repeat
+	// a value, which then finds its cell without hashing.
+	simple := len(in.bds) == 1 && !in.bds[0].perUser()
+	for si, se := range iw.series {
+		if len(se.st.user) > 0 && !se.st.matchUser(u) {
+			continue
+		}
+		iw.gen++
+		cur := bucketCursor{b: iw.bk}
+		var lastV scan.Value
+		var lastC *cell
+		for i, t := range q.Times {
+			if se.st.none || !se.st.any && q.Events[i] != se.st.code ||
+				!se.st.matchEvent(q, i) || !iw.global.matchEvent(q, i) {
 				continue
 			}
-			if b == -2 {
-				b = cur.at(q.Times[i])
-			}
+			b := cur.at(t)
 			if b < 0 {
 				continue
 			}
-			if len(in.bds) == 0 {
-				iw.add(si, se, iw.cellFor(si, se, ""), q, i, b, nb)
-				continue
+			switch {
+			case len(in.bds) == 0:
+				if lastC == nil {
+					lastC = iw.cellFor(si, se, "")
+				}
+				iw.add(se, lastC, q, i, b, nb)
+			case simple:
+				v := q.Props[in.bds[0].col][i]
+				if lastC == nil || v != lastV {
+					lastV, lastC = v, iw.cellFor(si, se, string(v))
+				}
+				iw.add(se, lastC, q, i, b, nb)
+			default:
+				iw.eachSegment(si, se, q, i, u, b, nb)
 			}
-			iw.eachSegment(q, i, u, func(key string) {
-				iw.add(si, se, iw.cellFor(si, se, key), q, i, b, nb)
-			})
 		}
+		iw.closeUser(si, nb)
 	}
-	// Close the user: count them once per touched bucket, and record
-	// their per-user values.
+	return nil
+}
+
+// closeUser counts the user once per bucket of every cell they touched,
+// records their per-user values, and their mask where they touched
+// several cells.
+func (iw *insWorker) closeUser(si, nb int) {
+	masks := len(iw.in.bds) > 0
+	iw.maskBs = iw.maskBs[:0]
 	for _, t := range iw.touched {
 		c, b := t.c, t.b
 		c.users[b]++
@@ -399,20 +519,40 @@ func (iw *insWorker) visit(q *scan.Sequence, u *userCtx) error {
 			j, _ := slices.BinarySearch(distEdges, n+1)
 			c.dist[j-1]++
 		}
-		if c.cur != nil && c.vals != nil {
-			c.vals[b] = append(c.vals[b], c.cur[b])
-		}
 		if c.cur != nil {
+			if c.vals != nil {
+				c.vals[b] = append(c.vals[b], c.cur[b])
+			}
 			c.cur[b] = 0
+		}
+		if !masks {
+			c.single[b]++
+			continue
+		}
+		if iw.maskGen[b] != iw.gen {
+			iw.maskGen[b], iw.mask[b], iw.maskN[b], iw.maskC[b] = iw.gen, 0, 0, c
+			iw.maskBs = append(iw.maskBs, b)
+		}
+		iw.maskN[b]++
+		if c.id < 64 {
+			iw.mask[b] |= 1 << c.id
+		} else {
+			iw.overflow[si] = true
+		}
+	}
+	for _, b := range iw.maskBs {
+		if iw.maskN[b] == 1 {
+			iw.maskC[b].single[b]++
+		} else {
+			iw.multi[si][b][iw.mask[b]]++
 		}
 	}
 	iw.touched = iw.touched[:0]
-	return nil
 }
 
-// eachSegment calls fn with the segment key of every combination of the
-// event's breakdown values.
-func (iw *insWorker) eachSegment(q *scan.Sequence, i int, u *userCtx, fn func(string)) {
+// eachSegment adds event i to the cell of every combination of its
+// breakdown values.
+func (iw *insWorker) eachSegment(si int, se *series, q *scan.Sequence, i int, u *userCtx, b, nb int) {
 	for k, bd := range iw.in.bds {
 		iw.segs[k] = bd.values(q, i, u, iw.segs[k][:0])
 	}
@@ -421,11 +561,7 @@ func (iw *insWorker) eachSegment(q *scan.Sequence, i int, u *userCtx, fn func(st
 	rec = func(k int) {
 		if k == len(iw.segs) {
 			iw.keyBuf = segKey(iw.keyBuf[:0], combo[:k])
-			key := string(iw.keyBuf)
-			if iw.fold != nil && !iw.fold[key] {
-				key = otherKey
-			}
-			fn(key)
+			iw.add(se, iw.cellForBytes(si, se, iw.keyBuf), q, i, b, nb)
 			return
 		}
 		for _, v := range iw.segs[k] {
@@ -440,20 +576,80 @@ func (iw *insWorker) eachSegment(q *scan.Sequence, i int, u *userCtx, fn func(st
 const otherKey = "\xff$other"
 
 func (iw *insWorker) cellFor(si int, se *series, key string) *cell {
-	if c := iw.last[si]; c != nil && c.key == key {
+	if c := iw.cells[si][key]; c != nil {
 		return c
 	}
-	c := iw.cells[si][key]
-	if c == nil {
-		c = newCell(key, iw.bk.n()+1, se)
-		iw.cells[si][key] = c
+	return iw.newCellFor(si, se, key)
+}
+
+// cellForBytes is cellFor without allocating a key that exists.
+func (iw *insWorker) cellForBytes(si int, se *series, key []byte) *cell {
+	if c := iw.cells[si][string(key)]; c != nil {
+		return c
 	}
-	iw.last[si] = c
+	return iw.newCellFor(si, se, string(key))
+}
+
+func (iw *insWorker) newCellFor(si int, se *series, key string) *cell {
+	if iw.fold != nil && !iw.fold[key] {
+		if c := iw.cells[si][otherKey]; c != nil {
+			iw.cells[si][key] = c // later events of the value find it at once
+			return c
+		}
+		c := iw.newCellFor(si, se, otherKey)
+		iw.cells[si][key] = c
+		return c
+	}
+	c := newCell(key, iw.bk.n()+1, se)
+	c.id = len(iw.byID[si])
+	iw.byID[si] = append(iw.byID[si], c)
+	iw.cells[si][key] = c
 	return c
 }
 
+// measureKind is Series.Measure for the per-event loop.
+type measureKind uint8
+
+const (
+	mCount measureKind = iota // total, unique
+	mSum                      // sum, avg
+	mMinMax
+	mValues // median, p90
+	mPerUser
+	mDist
+)
+
+func kindOf(measure string) measureKind {
+	switch measure {
+	case "sum", "avg":
+		return mSum
+	case "min", "max":
+		return mMinMax
+	case "median", "p90":
+		return mValues
+	case "per_user":
+		return mPerUser
+	case "distribution":
+		return mDist
+	}
+	return mCount
+}
+
 // add counts event i of q in bucket b and in the range total of c.
-func (iw *insWorker) add(si int, se *series, c *cell, q *scan.Sequence, i, b, nb int) {
+func (iw *insWorker) add(se *series, c *cell, q *scan.Sequence, i, b, nb int) {
+	if se.kind == mCount {
+		if c.stamp[b] != iw.gen {
+			c.stamp[b] = iw.gen
+			iw.touched = append(iw.touched, touch{c, b})
+		}
+		if c.stamp[nb] != iw.gen {
+			c.stamp[nb] = iw.gen
+			iw.touched = append(iw.touched, touch{c, nb})
+		}
+		c.events[b]++
+		c.events[nb]++
+		return
+	}
 	var x float64
 	hasX := false
 	if se.col >= 0 {
@@ -468,21 +664,21 @@ func (iw *insWorker) add(si int, se *series, c *cell, q *scan.Sequence, i, b, nb
 			iw.touched = append(iw.touched, touch{c, bb})
 		}
 		c.events[bb]++
-		switch se.measure {
-		case "sum", "avg":
+		switch se.kind {
+		case mSum:
 			c.sum[bb] += x
-		case "min", "max":
+		case mMinMax:
 			c.min[bb] = min(c.min[bb], x)
 			c.max[bb] = max(c.max[bb], x)
-		case "median", "p90":
+		case mValues:
 			c.vals[bb] = append(c.vals[bb], x)
-		case "per_user":
+		case mPerUser:
 			if se.col < 0 {
 				c.cur[bb]++
 			} else if hasX {
 				c.cur[bb] += x
 			}
-		case "distribution":
+		case mDist:
 			c.cur[bb]++
 		}
 	}

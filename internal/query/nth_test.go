@@ -26,3 +26,37 @@ func TestNth(t *testing.T) {
 		}
 	}
 }
+
+func TestBucketCursor(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, tz := range []string{"UTC", "Europe/Paris", "America/New_York"} {
+		for _, interval := range []string{"hour", "day", "week", "month", "none"} {
+			w, err := Range{From: "2024-03-01", To: "2024-04-10", TimeZone: tz}.resolve("", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			bk, err := newBuckets(w, interval, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur := bucketCursor{b: bk}
+			tm := w.From - 86_400_000
+			for range 5000 {
+				if r.IntN(50) == 0 {
+					tm = w.From - 86_400_000 + r.Int64N(w.To-w.From+2*86_400_000) // jump anywhere
+				} else {
+					tm += r.Int64N(4 * 3_600_000)
+				}
+				want := -1
+				for i := range bk.labels {
+					if tm >= bk.starts[i] && tm < bk.starts[i+1] {
+						want = i
+					}
+				}
+				if got := cur.at(tm); got != want || bk.index(tm) != want {
+					t.Fatalf("%s %s: at(%d) = %d, index %d, want %d", tz, interval, tm, got, bk.index(tm), want)
+				}
+			}
+		}
+	}
+}

@@ -242,26 +242,28 @@ func (b *buckets) index(t int64) int {
 	return sort.Search(len(b.starts), func(i int) bool { return b.starts[i] > t }) - 1
 }
 
-// cursor finds buckets of ascending times without searching from the start.
+// bucketCursor finds the buckets of ascending times without searching.
 type bucketCursor struct {
-	b *buckets
-	i int
+	b      *buckets
+	i      int
+	lo, hi int64 // bounds of bucket i; empty before the first call
 }
 
-func (c *bucketCursor) reset() { c.i = 0 }
-
-// at is the bucket of t (t must not be below the previous call's), or -1.
+// at is the bucket of t, or -1 outside all of them.
 func (c *bucketCursor) at(t int64) int {
+	if t >= c.lo && t < c.hi {
+		return c.i
+	}
 	st := c.b.starts
 	if t < st[0] || t >= st[len(st)-1] {
 		return -1
 	}
-	for c.i+1 < len(st) && st[c.i+1] <= t {
-		c.i++
-	}
-	if st[c.i] > t { // times went back (a new user): search
+	if c.hi != 0 && t >= c.hi && c.i+2 < len(st) && t < st[c.i+2] {
+		c.i++ // the next bucket: the common case of ascending times
+	} else {
 		c.i = c.b.index(t)
 	}
+	c.lo, c.hi = st[c.i], st[c.i+1]
 	return c.i
 }
 
