@@ -22,8 +22,9 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"serve", "run the collector (and, later, the API and web UI)", runServe},
-		{"project", "create and list projects: project create|list", runProject},
+		{"serve", "run the collector and the JSON API (and, later, the web UI)", runServe},
+		{"project", "create and list projects, and set their retention and report settings: project create|list|retention|settings", runProject},
+		{"token", "create, list and revoke API tokens for /api/v1: token create|list|revoke", runToken},
 		{"events", "print what the log holds for a project, as JSON lines", runEvents},
 		{"policy", "show and set a project's privacy policy: policy show|set|default", runPolicy},
 		{"pseudonym", "print the pseudonyms Veil stores for given identifiers", runPseudonym},
@@ -34,6 +35,7 @@ func commands() []command {
 		{"bench-ingest", "benchmark /track from a separate process over loopback", runBenchIngest},
 		{"bench-store", "benchmark the event store: import, size, scan, peak RSS (and the anchors on the same events)", runBenchStore},
 		{"bench-scan", "benchmark a full scan of a project's event table", runBenchScan},
+		{"query", "run a report (insights, funnels, retention, flows) on a data directory", runQuery},
 		{"bench-query", "benchmark the reports on the anchor queries (and ClickHouse and DuckDB on the same events)", runBenchQuery},
 		{"version", "print the version", runVersion},
 	}

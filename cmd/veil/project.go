@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 
 func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "Usage: veil project create --data DIR --name NAME [--json]\n       veil project list --data DIR [--json]\n       veil project retention --data DIR --project ID [--days N]")
+		fmt.Fprintln(stderr, "Usage: veil project create --data DIR --name NAME [--json]\n       veil project list --data DIR [--json]\n       veil project retention --data DIR --project ID [--days N]\n       veil project settings --data DIR --project ID [--timezone TZ] [--min-group-size K] [--json]")
 		return errUsage
 	}
 	switch args[0] {
@@ -26,8 +27,10 @@ func runProject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return projectList(ctx, args[1:], stdout, stderr)
 	case "retention":
 		return projectRetention(ctx, args[1:], stdout, stderr)
+	case "settings":
+		return projectSettings(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("unknown subcommand %q: use create, list or retention", args[0])
+	return fmt.Errorf("unknown subcommand %q: use create, list, retention or settings", args[0])
 }
 
 func openMeta(ctx context.Context, data string) (*meta.DB, error) {
@@ -151,5 +154,93 @@ func projectRetention(ctx context.Context, args []string, stdout, stderr io.Writ
 	} else {
 		fmt.Fprintf(stdout, "project %d keeps %d days of events\n", *project, keep)
 	}
+	return nil
+}
+
+// settingsJSON is what project settings --json prints.
+type settingsJSON struct {
+	Project      int64  `json:"project"`
+	TimeZone     string `json:"timezone"`
+	MinGroupSize int    `json:"min_group_size"`
+}
+
+// projectSettings shows or sets a project's report settings.
+func projectSettings(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("project settings", `project settings --data DIR --project ID [--timezone TZ] [--min-group-size K] [--json]
+
+Shows the project's report settings, after changing those given: the time
+zone in which reports cut days, weeks and months, and the privacy
+threshold k (report groups of fewer than k people are suppressed; 1 shows
+every group).`, stderr)
+	data := fs.String("data", "", "data directory (a running server's is fine)")
+	project := fs.Int64("project", 0, "project id")
+	var tz optString
+	var k optInt
+	fs.Var(&tz, "timezone", "IANA time zone of the project's reports, such as UTC or Europe/Paris")
+	fs.Var(&k, "min-group-size", "privacy threshold k: the smallest group of people a report shows (at least 1)")
+	asJSON := fs.Bool("json", false, `print {"project","timezone","min_group_size"} as JSON`)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	db, err := openProjectMeta(ctx, *data, *project)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	s, err := db.ProjectSettings(ctx, *project)
+	if err != nil {
+		return err
+	}
+	if tz.set || k.set {
+		if tz.set {
+			s.TimeZone = tz.v
+		}
+		if k.set {
+			s.MinGroupSize = k.v
+		}
+		if err := db.SetProjectSettings(ctx, *project, s); err != nil {
+			return flagError(err, map[string]string{"timezone": "--timezone", "min_group_size": "--min-group-size"})
+		}
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(settingsJSON{Project: *project, TimeZone: s.TimeZone, MinGroupSize: s.MinGroupSize})
+	}
+	fmt.Fprintf(stdout, "project %d: time zone %s, minimum group size %d\n", *project, s.TimeZone, s.MinGroupSize)
+	return nil
+}
+
+// optString is a string flag that records whether it was given (on the
+// command line or by its environment variable).
+type optString struct {
+	v   string
+	set bool
+}
+
+func (o *optString) String() string { return o.v }
+
+func (o *optString) Set(s string) error {
+	o.v, o.set = s, true
+	return nil
+}
+
+// optInt is an int flag that records whether it was given.
+type optInt struct {
+	v   int
+	set bool
+}
+
+func (o *optInt) String() string {
+	if !o.set {
+		return ""
+	}
+	return strconv.Itoa(o.v)
+}
+
+func (o *optInt) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	o.v, o.set = v, true
 	return nil
 }

@@ -22,9 +22,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/veil-analytics/veil/internal/api"
 	"github.com/veil-analytics/veil/internal/collector"
 	"github.com/veil-analytics/veil/internal/meta"
 	"github.com/veil-analytics/veil/internal/privacy"
+	"github.com/veil-analytics/veil/internal/scan"
 	"github.com/veil-analytics/veil/internal/store"
 )
 
@@ -47,6 +49,8 @@ type serveConfig struct {
 	logLevel        string
 	logFormat       string
 	debugAddr       string
+	queryTimeout    time.Duration
+	maxResultMB     int
 	keys            keyFlags
 }
 
@@ -68,6 +72,8 @@ func (c *serveConfig) register(fs *flagSet) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (keep it on loopback)")
+	fs.DurationVar(&c.queryTimeout, "query-timeout", api.DefaultQueryTimeout, "longest a report may run on /api/v1; the client gets 504 beyond it")
+	fs.IntVar(&c.maxResultMB, "max-result-mb", api.DefaultMaxResultBytes>>20, "largest report answer on /api/v1, in MiB (encoded JSON); larger ones get 422")
 	c.keys.register(fs, true)
 }
 
@@ -170,6 +176,12 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
+	if cfg.queryTimeout <= 0 {
+		return nil, fmt.Errorf("--query-timeout %v: want a positive duration such as 60s", cfg.queryTimeout)
+	}
+	if cfg.maxResultMB <= 0 || cfg.maxResultMB > 1<<20 {
+		return nil, fmt.Errorf("--max-result-mb %d: want a positive number of MiB", cfg.maxResultMB)
+	}
 	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -234,6 +246,20 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	apiHandler, err := api.New(api.Config{
+		Reports:        reportRunner{db: db, open: func(p int64) (scan.Source, error) { return st.Source(p) }},
+		Meta:           db,
+		Logger:         logger,
+		QueryTimeout:   cfg.queryTimeout,
+		MaxResultBytes: cfg.maxResultMB << 20,
+	})
+	if err != nil {
+		st.Close()
+		closeGeo()
+		db.Close()
+		return nil, err
+	}
+	mux.Handle("/api/v1/", apiHandler)
 	mux.Handle("/", col)
 
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -247,7 +273,7 @@ func startServer(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*se
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
-		WriteTimeout:      2 * time.Minute,
+		WriteTimeout:      max(2*time.Minute, cfg.queryTimeout+time.Minute), // a report's answer is written after its query
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    4 << 20, // the Node SDK sends whole events in the query string
 		ErrorLog:          log.New(redactAddrs{slog.NewLogLogger(logger.Handler(), slog.LevelWarn).Writer()}, "", 0),

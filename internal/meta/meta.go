@@ -1,6 +1,6 @@
 // Package meta owns Veil's metadata database: the small SQLite file that
-// holds projects and their credentials (and, later, users, API tokens and
-// cohorts). It owns the schema and its migrations; event data lives
+// holds projects and their credentials, API tokens, cohorts and report
+// settings (and, later, users). It owns the schema and its migrations; event data lives
 // elsewhere.
 //
 // Several processes may open the same file at once (the server and a CLI
@@ -45,21 +45,32 @@ var ErrInvalid = errors.New("meta: invalid input")
 // errors, their messages can be shown as they are.
 var ErrConflict = errors.New("meta: conflict")
 
-// inputError is an ErrInvalid or ErrConflict error with a user-facing message.
+// inputError is an ErrInvalid or ErrConflict error with a user-facing
+// message and, when one input field is at fault, that field's name.
 type inputError struct {
-	kind error
-	msg  string
+	kind  error
+	field string
+	msg   string
 }
 
 func (e *inputError) Error() string { return e.msg }
 func (e *inputError) Unwrap() error { return e.kind }
 
-func invalidf(format string, args ...any) error {
-	return &inputError{kind: ErrInvalid, msg: fmt.Sprintf(format, args...)}
+// Field names the input field at fault ("name", "timezone", ...), or is
+// empty when the error is not about one field. An API maps it to the
+// field of its request.
+func (e *inputError) Field() string { return e.field }
+
+// invalidf returns an ErrInvalid error caused by input field ("" when no
+// one field is at fault).
+func invalidf(field, format string, args ...any) error {
+	return &inputError{kind: ErrInvalid, field: field, msg: fmt.Sprintf(format, args...)}
 }
 
-func conflictf(format string, args ...any) error {
-	return &inputError{kind: ErrConflict, msg: fmt.Sprintf(format, args...)}
+// conflictf returns an ErrConflict error caused by input field ("" when no
+// one field is at fault).
+func conflictf(field, format string, args ...any) error {
+	return &inputError{kind: ErrConflict, field: field, msg: fmt.Sprintf(format, args...)}
 }
 
 // busyTimeout is how long a statement waits for another process's lock.

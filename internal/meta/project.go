@@ -66,9 +66,9 @@ func (db *DB) CreateProject(ctx context.Context, name string) (p Project, secret
 		switch {
 		case err == nil:
 			if taken == name {
-				return conflictf("project name %q is already taken", name)
+				return conflictf("name", "project name %q is already taken", name)
 			}
-			return conflictf("project name %q is already taken (by %q)", name, taken)
+			return conflictf("name", "project name %q is already taken (by %q)", name, taken)
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
@@ -92,19 +92,26 @@ func (db *DB) CreateProject(ctx context.Context, name string) (p Project, secret
 
 // cleanProjectName trims name and checks it is acceptable.
 func cleanProjectName(name string) (string, error) {
+	return cleanName("project name", name, MaxProjectNameLen, true)
+}
+
+// cleanName trims a name (what says which, as in "project name") and
+// checks it is valid UTF-8, at most max characters long, free of control
+// characters and, when required, not empty. Errors name the field "name".
+func cleanName(what, name string, max int, required bool) (string, error) {
 	if !utf8.ValidString(name) {
-		return "", invalidf("project name %q is not valid UTF-8", name)
+		return "", invalidf("name", "%s %q is not valid UTF-8", what, name)
 	}
 	name = strings.TrimSpace(name)
-	if name == "" {
-		return "", invalidf("project name is empty")
+	if name == "" && required {
+		return "", invalidf("name", "%s is empty", what)
 	}
-	if n := utf8.RuneCountInString(name); n > MaxProjectNameLen {
-		return "", invalidf("project name is too long (%d characters, at most %d)", n, MaxProjectNameLen)
+	if n := utf8.RuneCountInString(name); n > max {
+		return "", invalidf("name", "%s is too long (%d characters, at most %d)", what, n, max)
 	}
 	for _, r := range name {
 		if isControl(r) {
-			return "", invalidf("project name %q contains control character %U", name, r)
+			return "", invalidf("name", "%s %q contains control character %U", what, name, r)
 		}
 	}
 	return name, nil
