@@ -168,6 +168,9 @@ func Flows(ctx context.Context, src scan.Source, env Env, spec FlowsSpec) (*Flow
 				if d := t - prevT; gap > 0 && (d > gap || -d > gap) {
 					break
 				}
+				if d := t - q.Times[a]; d > reach || -d > reach {
+					break // a path spans at most 30 days
+				}
 				prevT = t
 				if spec.CollapseRepeats && e == last {
 					continue
