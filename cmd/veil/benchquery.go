@@ -272,7 +272,7 @@ func anchorTSV(name string, res any) string {
 			return strings.Compare(a.country, b.country)
 		})
 		for _, l := range ls {
-			fmt.Fprintf(&b, "%s\t%s\t%v\t%v\n", l.day, l.country, l.views, l.users)
+			fmt.Fprintf(&b, "%s\t%s\t%s\t%s\n", l.day, l.country, strconv.FormatFloat(l.views, 'f', -1, 64), strconv.FormatFloat(l.users, 'f', -1, 64))
 		}
 	case "Q2_funnel":
 		r := res.(*query.FunnelResult)

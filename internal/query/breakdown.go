@@ -62,7 +62,7 @@ func (b *breakdownSpec) values(q *scan.Sequence, i int, u *userCtx, dst []scan.V
 	case b.user:
 		return append(dst, u.prop(b.col))
 	}
-	return append(dst, q.Props[b.col][i])
+	return append(dst, q.Value(b.col, i))
 }
 
 // perUser reports whether the segments are the same for all of a user's

@@ -92,23 +92,10 @@ type cond struct {
 	set    map[scan.Value]bool
 	cohort *cohortRef
 
-	// A worker's own copy (see conds.clone) remembers its last answer:
-	// a user's events mostly repeat a value, and equal dictionary values
-	// compare by pointer.
-	memo   bool
-	lastOK bool
-	lastV  scan.Value
-	hasV   bool
-}
-
-// matchMemo is matchValue through the copy's one-value memory.
-func (c *cond) matchMemo(v scan.Value) bool {
-	if c.hasV && v == c.lastV {
-		return c.lastOK
-	}
-	ok := c.matchValue(v)
-	c.lastV, c.lastOK, c.hasV = v, ok, true
-	return ok
+	// A worker's own copy (see conds.clone) remembers its answer per
+	// value code of its scan: 0 unknown, 1 true, 2 false.
+	memo bool
+	tab  []int8
 }
 
 // matchValue applies the condition to one value ("" = absent).
@@ -307,12 +294,29 @@ func (p *plan) compileFilters(fs []Filter, ptr string) (conds, error) {
 // matchEvent applies the event conditions to event i of q.
 func (cs *conds) matchEvent(q *scan.Sequence, i int) bool {
 	for _, c := range cs.ev {
-		v := q.Props[c.col][i]
-		if c.memo {
-			if !c.matchMemo(v) {
+		if !c.memo {
+			if !c.matchValue(q.Value(c.col, i)) {
 				return false
 			}
-		} else if !c.matchValue(v) {
+			continue
+		}
+		code := q.Props[c.col][i]
+		if int(code) < len(c.tab) {
+			if r := c.tab[code]; r != 0 {
+				if r == 2 {
+					return false
+				}
+				continue
+			}
+		} else {
+			c.tab = append(c.tab, make([]int8, int(code)+1-len(c.tab))...)
+		}
+		ok := c.matchValue(q.Value(c.col, i))
+		c.tab[code] = 2
+		if ok {
+			c.tab[code] = 1
+		}
+		if !ok {
 			return false
 		}
 	}
@@ -324,7 +328,7 @@ func (cs conds) clone() conds {
 	out := conds{user: cs.user, ev: make([]*cond, len(cs.ev))}
 	for i, c := range cs.ev {
 		cp := *c
-		cp.memo = true
+		cp.memo, cp.tab = true, nil
 		out.ev[i] = &cp
 	}
 	return out

@@ -254,6 +254,7 @@ func (c *cell) merge(o *cell) {
 type insWorker struct {
 	in     *insights
 	bk     *buckets
+	byCode [][]*cell       // per series, with one event-property breakdown: cells by value code
 	fold   map[string]bool // with a second pass: the kept segments
 	series []*series       // copies with the worker's own steps
 	global conds
@@ -407,7 +408,7 @@ func (in *insights) pass(s *session, w window, bk *buckets, keep map[string]bool
 		iw := &insWorker{in: in, bk: bk, fold: keep, global: in.global.clone(),
 			cells: make([]map[string]*cell, len(in.series)), byID: make([][]*cell, len(in.series)),
 			multi: make([][]map[uint64]int64, len(in.series)), overflow: make([]bool, len(in.series)),
-			segs: make([][]scan.Value, len(in.bds)),
+			segs: make([][]scan.Value, len(in.bds)), byCode: make([][]*cell, len(in.series)),
 			mask: make([]uint64, nb), maskN: make([]int32, nb), maskC: make([]*cell, nb), maskGen: make([]uint64, nb)}
 		for i, se := range in.series {
 			cp := *se
@@ -473,8 +474,8 @@ func (iw *insWorker) visit(q *scan.Sequence, u *userCtx) error {
 		}
 		iw.gen++
 		cur := bucketCursor{b: iw.bk}
-		var lastV scan.Value
 		var lastC *cell
+		byCode := iw.byCode[si]
 		for i, t := range q.Times {
 			if se.st.none || !se.st.any && q.Events[i] != se.st.code ||
 				!se.st.matchEvent(q, i) || !iw.global.matchEvent(q, i) {
@@ -491,11 +492,17 @@ func (iw *insWorker) visit(q *scan.Sequence, u *userCtx) error {
 				}
 				iw.add(se, lastC, q, i, b, nb)
 			case simple:
-				v := q.Props[in.bds[0].col][i]
-				if lastC == nil || v != lastV {
-					lastV, lastC = v, iw.cellFor(si, se, string(v))
+				code := q.Props[in.bds[0].col][i]
+				if int(code) >= len(byCode) {
+					byCode = append(byCode, make([]*cell, int(code)+1-len(byCode))...)
+					iw.byCode[si] = byCode
 				}
-				iw.add(se, lastC, q, i, b, nb)
+				c := byCode[code]
+				if c == nil {
+					c = iw.cellFor(si, se, string(q.Value(in.bds[0].col, i)))
+					byCode[code] = c
+				}
+				iw.add(se, c, q, i, b, nb)
 			default:
 				iw.eachSegment(si, se, q, i, u, b, nb)
 			}
@@ -653,7 +660,7 @@ func (iw *insWorker) add(se *series, c *cell, q *scan.Sequence, i, b, nb int) {
 	var x float64
 	hasX := false
 	if se.col >= 0 {
-		x, hasX = q.Props[se.col][i].Num()
+		x, hasX = q.Value(se.col, i).Num()
 		if !hasX && se.measure != "per_user" {
 			return // aggregates of a property skip events without a number
 		}

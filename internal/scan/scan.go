@@ -27,8 +27,20 @@ type Sequence struct {
 	Times []int64
 	// Events are indexes into the Source's Events.
 	Events []uint32
-	// Props[k][i] is Request.Props[k] of event i ("" when absent).
-	Props [][]Value
+	// Props[k][i] is the code of Request.Props[k] at event i: 0 when
+	// absent, else Dicts[k][code-1]. A worker's codes stand for the same
+	// values for its whole scan (its dictionaries only grow), so a visitor
+	// may keep state by code; values compare equal across workers only.
+	Props [][]uint32
+	Dicts [][]Value
+}
+
+// Value is Request.Props[k] at event i ("" when absent).
+func (q *Sequence) Value(k, i int) Value {
+	if c := q.Props[k][i]; c != 0 {
+		return q.Dicts[k][c-1]
+	}
+	return ""
 }
 
 // Len is the number of events.

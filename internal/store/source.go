@@ -54,7 +54,7 @@ func (src *Source) Events() []string { return src.snap.Events() }
 
 // Scan runs the report engines' per-user scan (see scan.Source).
 func (src *Source) Scan(ctx context.Context, req scan.Request, visit func(worker int) func(*scan.Sequence) error) error {
-	spec := table.ScanSpec{From: req.From, To: req.To, Events: req.Events}
+	spec := table.ScanSpec{From: req.From, To: req.To, Events: req.Events, Codes: true}
 	// A property the table never saw has no column: always absent.
 	col := make([]int, len(req.Props)) // index into spec.Keys, -1 for none
 	for i, p := range req.Props {
@@ -66,19 +66,19 @@ func (src *Source) Scan(ctx context.Context, req scan.Request, visit func(worker
 	}
 	return src.snap.ParallelScan(ctx, spec, req.Workers, func(w int) func(*table.Sequence) error {
 		fn := visit(w)
-		out := &scan.Sequence{Props: make([][]scan.Value, len(req.Props))}
-		var empty []scan.Value
+		out := &scan.Sequence{Props: make([][]uint32, len(req.Props)), Dicts: make([][]scan.Value, len(req.Props))}
+		var absent []uint32
 		return func(q *table.Sequence) error {
 			out.User, out.Times, out.Events = uint64(q.User), q.Times, q.Events
 			for i, c := range col {
 				if c >= 0 {
-					out.Props[i] = q.Props[c]
+					out.Props[i], out.Dicts[i] = q.Codes[c], q.Dicts[c]
 					continue
 				}
-				if cap(empty) < len(q.Times) {
-					empty = make([]scan.Value, len(q.Times))
+				if cap(absent) < len(q.Times) {
+					absent = make([]uint32, len(q.Times))
 				}
-				out.Props[i] = empty[:len(q.Times)]
+				out.Props[i] = absent[:len(q.Times)]
 			}
 			return fn(out)
 		}

@@ -37,8 +37,8 @@ func TestSource(t *testing.T) {
 					if i > 0 && q.Times[i] < q.Times[i-1] || src.Events()[q.Events[i]] != "view" {
 						t.Errorf("user %d: bad row %d", q.User, i)
 					}
-					if q.Props[0][i].Kind() != event.Number || q.Props[1][i] != "" {
-						t.Errorf("props %q %q", q.Props[0][i], q.Props[1][i])
+					if q.Value(0, i).Kind() != event.Number || q.Props[1][i] != 0 || q.Value(1, i) != "" {
+						t.Errorf("props %q %q", q.Value(0, i), q.Value(1, i))
 					}
 				}
 				mu.Lock()

@@ -77,7 +77,11 @@ func (m *Mem) Scan(ctx context.Context, req scan.Request, visit func(worker int)
 		go func() {
 			defer wg.Done()
 			fn := visit(w)
-			q := &scan.Sequence{}
+			q := &scan.Sequence{Props: make([][]uint32, len(req.Props)), Dicts: make([][]scan.Value, len(req.Props))}
+			index := make([]map[scan.Value]uint32, len(req.Props))
+			for k := range index {
+				index[k] = map[scan.Value]uint32{}
+			}
 			for i := w; i < len(m.users); i += workers {
 				if err := ctx.Err(); err != nil {
 					errs[w] = err
@@ -86,7 +90,9 @@ func (m *Mem) Scan(ctx context.Context, req scan.Request, visit func(worker int)
 				u := m.users[i]
 				q.User = u
 				q.Times, q.Events = q.Times[:0], q.Events[:0]
-				q.Props = make([][]scan.Value, len(req.Props))
+				for k := range q.Props {
+					q.Props[k] = q.Props[k][:0]
+				}
 				for _, e := range m.byUser[u] {
 					if e.Time < req.From || req.To != 0 && e.Time >= req.To {
 						continue
@@ -97,11 +103,16 @@ func (m *Mem) Scan(ctx context.Context, req scan.Request, visit func(worker int)
 					q.Times = append(q.Times, e.Time)
 					q.Events = append(q.Events, code[e.Name])
 					for k, p := range req.Props {
-						var v scan.Value
+						var code uint32
 						if x, ok := e.Props[p]; ok {
-							v = scan.Of(x)
+							v := scan.Of(x)
+							if code, ok = index[k][v]; !ok {
+								q.Dicts[k] = append(q.Dicts[k], v)
+								code = uint32(len(q.Dicts[k]))
+								index[k][v] = code
+							}
 						}
-						q.Props[k] = append(q.Props[k], v)
+						q.Props[k] = append(q.Props[k], code)
 					}
 				}
 				if len(q.Times) == 0 {

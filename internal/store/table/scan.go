@@ -108,6 +108,11 @@ type ScanSpec struct {
 	// none of them are not visited.
 	Events []uint32
 
+	// Codes reads property columns as codes into the scanner's own
+	// dictionaries (Sequence.Codes and Dicts) instead of values: 4 bytes
+	// a row, and a worker's codes stay the same for its whole scan.
+	Codes bool
+
 	// Details reads each row's $insert_id and receive time too
 	// (Sequence.InsertIDs and Received): compaction and export need them,
 	// reports do not.
@@ -122,6 +127,10 @@ type Sequence struct {
 	Events []uint32
 	// Props[k][i] is the value of ScanSpec.Keys[k] at row i, "" if absent.
 	Props [][]segment.Atom
+	// With ScanSpec.Codes, Codes[k][i] stands for that value instead: 0
+	// when absent, else Dicts[k][code-1]. Dicts only grow during a scan.
+	Codes [][]uint32
+	Dicts [][]segment.Atom
 
 	// With ScanSpec.Details, InsertIDs[i] is row i's $insert_id ("" for
 	// none) and Received[i] its receive time in Unix ms.
@@ -147,6 +156,7 @@ type cursor struct {
 	dicts [][]segment.Atom
 	codes [][]uint32
 	raws  [][]segment.Atom
+	remap [][]uint32 // with ScanSpec.Codes: segment code -> scanner code
 }
 
 // release takes the cursor's decoded block buffers back for the next
@@ -255,6 +265,8 @@ type scanner struct {
 	inserts  []string
 	received []int64
 	props    [][]segment.Atom
+	codes    [][]uint32 // with ScanSpec.Codes, instead of props
+	index    []map[segment.Atom]uint32
 	seq      Sequence
 
 	// The filtered gather's rows in cursor order, before placing by user.
@@ -265,6 +277,7 @@ type scanner struct {
 		inserts  []string
 		received []int64
 		props    [][]segment.Atom
+		codes    [][]uint32
 	}
 }
 
@@ -279,8 +292,18 @@ func (s *Snapshot) newScanner(spec ScanSpec) (*scanner, error) {
 			}
 		}
 	}
-	sc.seq.Props = make([][]segment.Atom, len(spec.Keys))
-	sc.props = make([][]segment.Atom, len(spec.Keys))
+	if spec.Codes {
+		sc.seq.Codes = make([][]uint32, len(spec.Keys))
+		sc.seq.Dicts = make([][]segment.Atom, len(spec.Keys))
+		sc.codes = make([][]uint32, len(spec.Keys))
+		sc.index = make([]map[segment.Atom]uint32, len(spec.Keys))
+		for k := range sc.index {
+			sc.index[k] = map[segment.Atom]uint32{}
+		}
+	} else {
+		sc.seq.Props = make([][]segment.Atom, len(spec.Keys))
+		sc.props = make([][]segment.Atom, len(spec.Keys))
+	}
 	for pi, p := range s.parts {
 		dayLo, dayHi := int64(p.day)*86_400_000, int64(p.day+1)*86_400_000
 		if dayHi <= spec.From || spec.To != 0 && dayLo >= spec.To {
@@ -294,7 +317,8 @@ func (s *Snapshot) newScanner(spec ScanSpec) (*scanner, error) {
 			}
 			c := &cursor{h: h, r: h.r, part: pi, block: -1,
 				props: make([]segment.PropBlock, len(spec.Keys)), dicts: make([][]segment.Atom, len(spec.Keys)),
-				codes: make([][]uint32, len(spec.Keys)), raws: make([][]segment.Atom, len(spec.Keys))}
+				codes: make([][]uint32, len(spec.Keys)), raws: make([][]segment.Atom, len(spec.Keys)),
+				remap: make([][]uint32, len(spec.Keys))}
 			for k, key := range spec.Keys {
 				d, err := c.r.Dict(key)
 				if err != nil {
@@ -387,6 +411,9 @@ func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
 	for k := range sc.props {
 		sc.props[k] = slices.Grow(sc.props[k][:0], total)[:total]
 	}
+	for k := range sc.codes {
+		sc.codes[k] = slices.Grow(sc.codes[k][:0], total)[:total]
+	}
 	sc.pos = append(sc.pos[:0], sc.offs[:n]...)
 	for _, c := range sc.cursors {
 		us := c.r.Users()
@@ -422,6 +449,9 @@ func (sc *scanner) visitChunk(lo uint32, n int, fn func(*Sequence) error) error 
 		for k := range q.Props {
 			q.Props[k] = sc.props[k][a:b]
 		}
+		for k := range q.Codes {
+			q.Codes[k] = sc.codes[k][a:b]
+		}
 		if sc.multi && !slices.IsSorted(q.Times) {
 			sc.sortSeq()
 		}
@@ -455,6 +485,14 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 	}
 	for k := range t.props {
 		t.props[k] = t.props[k][:0]
+	}
+	if sc.spec.Codes {
+		if len(t.codes) != len(sc.spec.Keys) {
+			t.codes = make([][]uint32, len(sc.spec.Keys))
+		}
+		for k := range t.codes {
+			t.codes[k] = t.codes[k][:0]
+		}
 	}
 	want := sc.want
 	for _, c := range sc.cursors {
@@ -490,8 +528,14 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 						t.inserts = append(t.inserts, c.inserts[j])
 						t.received = append(t.received, c.received[j])
 					}
-					for k := range t.props {
-						t.props[k] = append(t.props[k], c.atom(k, j))
+					if sc.spec.Codes {
+						for k := range t.codes {
+							t.codes[k] = append(t.codes[k], sc.code(c, k, j))
+						}
+					} else {
+						for k := range t.props {
+							t.props[k] = append(t.props[k], c.atom(k, j))
+						}
 					}
 					sc.offs[u+1]++
 				}
@@ -520,6 +564,9 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 	for k := range sc.props {
 		sc.props[k] = slices.Grow(sc.props[k][:0], total)[:total]
 	}
+	for k := range sc.codes {
+		sc.codes[k] = slices.Grow(sc.codes[k][:0], total)[:total]
+	}
 	sc.pos = append(sc.pos[:0], sc.offs[:n]...)
 	for r, u := range t.users {
 		d := sc.pos[u]
@@ -531,8 +578,51 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 		for k := range sc.props {
 			sc.props[k][d] = t.props[k][r]
 		}
+		for k := range sc.codes {
+			sc.codes[k][d] = t.codes[k][r]
+		}
 	}
 	return sc.visitChunk(lo, n, fn)
+}
+
+// intern returns the scanner's code of a value of column k (0 for "").
+func (sc *scanner) intern(k int, a segment.Atom) uint32 {
+	if a == "" {
+		return 0
+	}
+	if c, ok := sc.index[k][a]; ok {
+		return c
+	}
+	sc.seq.Dicts[k] = append(sc.seq.Dicts[k], a)
+	c := uint32(len(sc.seq.Dicts[k]))
+	sc.index[k][a] = c
+	return c
+}
+
+// code is row j of the cursor's property column k as a scanner code.
+func (sc *scanner) code(c *cursor, k, j int) uint32 {
+	pb := c.props[k]
+	switch {
+	case pb.Codes != nil:
+		return sc.remapOf(c, k)[pb.Codes[j]]
+	case pb.Atoms != nil:
+		return sc.intern(k, pb.Atoms[j])
+	}
+	return 0
+}
+
+// remapOf maps the cursor's segment dictionary of column k to scanner
+// codes, on first use.
+func (sc *scanner) remapOf(c *cursor, k int) []uint32 {
+	if c.remap[k] == nil {
+		d := c.dicts[k]
+		m := make([]uint32, len(d)+1)
+		for i, a := range d {
+			m[i+1] = sc.intern(k, a)
+		}
+		c.remap[k] = m
+	}
+	return c.remap[k]
 }
 
 // atom is row j of the cursor's decoded property column k.
@@ -571,7 +661,26 @@ func (sc *scanner) copyRows(c *cursor, start, n, dst int) error {
 			copy(sc.inserts[dst:dst+m], c.inserts[i:i+m])
 			copy(sc.received[dst:dst+m], c.received[i:i+m])
 		}
-		for k := range sc.spec.Keys {
+		if sc.spec.Codes {
+			for k := range sc.spec.Keys {
+				out := sc.codes[k][dst : dst+m]
+				pb := c.props[k]
+				switch {
+				case pb.Codes != nil:
+					remap := sc.remapOf(c, k)
+					for j, code := range pb.Codes[i : i+m] {
+						out[j] = remap[code]
+					}
+				case pb.Atoms != nil:
+					for j, a := range pb.Atoms[i : i+m] {
+						out[j] = sc.intern(k, a)
+					}
+				default:
+					clear(out)
+				}
+			}
+		}
+		for k := range sc.props {
 			out := sc.props[k][dst : dst+m]
 			pb := c.props[k]
 			switch {
@@ -624,6 +733,12 @@ func (sc *scanner) sortSeq() {
 			q.Props[k][i] = vals[j]
 		}
 	}
+	for k := range q.Codes {
+		vals := slices.Clone(q.Codes[k])
+		for i, j := range perm {
+			q.Codes[k][i] = vals[j]
+		}
+	}
 }
 
 // clip drops the rows outside [From, To).
@@ -644,6 +759,9 @@ func (sc *scanner) clip() {
 	}
 	for k := range q.Props {
 		q.Props[k] = q.Props[k][lo:hi]
+	}
+	for k := range q.Codes {
+		q.Codes[k] = q.Codes[k][lo:hi]
 	}
 }
 

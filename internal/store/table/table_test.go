@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/veil-analytics/veil/internal/event"
+	"github.com/veil-analytics/veil/internal/store/segment"
 )
 
 // refRow is the reference model's row: what a scan must return.
@@ -118,7 +119,8 @@ func scanAll(t *testing.T, tb *Table, workers int, only ...string) []refRow {
 		codes[i] = uint32(i)
 	}
 	spec := ScanSpec{Keys: codes, Details: true}
-	if only != nil {
+	if only != nil { // filtered scans also read codes, not values
+		spec.Codes = true
 		spec.Events = []uint32{}
 		for _, name := range only {
 			if c, ok := s.EventCode(name); ok {
@@ -137,7 +139,15 @@ func scanAll(t *testing.T, tb *Table, workers int, only ...string) []refRow {
 				r := refRow{user: ids.ID(q.User), time: q.Times[i], event: s.Events()[q.Events[i]], props: map[string]string{},
 					insert: q.InsertIDs[i], recv: q.Received[i]}
 				for k := range keys {
-					if a := q.Props[k][i]; a != "" {
+					var a segment.Atom
+					if spec.Codes {
+						if c := q.Codes[k][i]; c != 0 {
+							a = q.Dicts[k][c-1]
+						}
+					} else {
+						a = q.Props[k][i]
+					}
+					if a != "" {
 						v, err := a.Decode()
 						if err != nil {
 							return err
