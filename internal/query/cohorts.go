@@ -38,10 +38,12 @@ func (p *plan) cohortAt(id int64, ptr string, path []int64) (*cohortRef, error) 
 	if ref := p.cohorts[id]; ref != nil {
 		return ref, nil
 	}
-	if slices.Contains(path, id) {
+	// A cohort being compiled further up refers to itself, whatever the
+	// way (a cohort condition, or a step's in_cohort filter).
+	if slices.Contains(path, id) || p.compiling[id] {
 		return nil, specErr(ptr, "cohort %d refers to itself", id)
 	}
-	if len(path) >= maxCohortDepth {
+	if len(path) >= maxCohortDepth || len(p.compiling) >= maxCohortDepth {
 		return nil, specErr(ptr, "cohorts nested more than %d deep", maxCohortDepth)
 	}
 	if p.env.Cohorts == nil {
@@ -62,7 +64,21 @@ func (p *plan) cohortAt(id int64, ptr string, path []int64) (*cohortRef, error) 
 	if err := decodeSpec(raw, &ref.def); err != nil {
 		return nil, specErr(ptr, "cohort %d has a malformed definition: %v", id, err)
 	}
-	c, err := p.compileCohort(&ref.def, ptr, append(path, id))
+	if p.compiling == nil {
+		p.compiling = map[int64]bool{}
+	}
+	p.compiling[id] = true
+	first := len(p.cohortSteps)
+	c, err := p.compileCohort(&ref.def, ptr, append(slices.Clip(path), id))
+	delete(p.compiling, id)
+	// The event conditions compiled meanwhile are this cohort's, but for
+	// those of cohorts it uses, which claimed theirs first.
+	for i := first; i < len(p.cohortSteps); i++ {
+		if !p.cohortSteps[i].claimed {
+			p.cohortSteps[i].claimed = true
+			ref.slots = append(ref.slots, i)
+		}
+	}
 	if err != nil {
 		var se *SpecError
 		if errors.As(err, &se) && len(path) == 0 {
@@ -86,6 +102,7 @@ type ccond struct {
 	lastDays int64 // ms; 0 with from/to
 	from, to int64
 	slot     int // index of the user's matching times
+	claimed  bool
 	// property
 	filter *cond
 	// cohort
@@ -268,14 +285,31 @@ func (s *session) evalCohorts() error {
 		}
 		sets.add(local)
 		cu := &cohortUser{times: make([][]int64, len(p.cohortSteps))}
+		member := map[*cohortRef]bool{}
 		return func(q *scan.Sequence, u *userCtx) error {
 			cu.u = u
-			p.matchCohortSteps(cu, q, u)
+			clear(member)
+			u.member = member
+			// In dependency order: a step's in_cohort filter may need a
+			// cohort decided just before for this user.
 			for i, ref := range p.cohortOrder {
-				if cu.evalRef(ref, now) {
+				for _, slot := range ref.slots {
+					c := p.cohortSteps[slot]
+					ts := cu.times[slot][:0]
+					for j := range q.Times {
+						if c.step.matches(q, j, u) {
+							ts = append(ts, q.Times[j])
+						}
+					}
+					cu.times[slot] = ts
+				}
+				in := cu.evalRef(ref, now)
+				member[ref] = in
+				if in {
 					local[i].add(u.key)
 				}
 			}
+			u.member = nil
 			return nil
 		}
 	})
@@ -291,15 +325,3 @@ func (s *session) evalCohorts() error {
 	return nil
 }
 
-// matchCohortSteps collects the user's event times per cohort condition.
-func (p *plan) matchCohortSteps(cu *cohortUser, q *scan.Sequence, u *userCtx) {
-	for i, c := range p.cohortSteps {
-		ts := cu.times[i][:0]
-		for j := range q.Times {
-			if c.step.matches(q, j, u) {
-				ts = append(ts, q.Times[j])
-			}
-		}
-		cu.times[i] = ts
-	}
-}

@@ -24,6 +24,7 @@ type plan struct {
 	// are their event conditions.
 	cohortOrder []*cohortRef
 	cohortSteps []*ccond
+	compiling   map[int64]bool // cohorts being compiled, to refuse cycles
 }
 
 type cohortRef struct {
@@ -31,6 +32,7 @@ type cohortRef struct {
 	name     string
 	def      CohortDefinition
 	compiled *ccond
+	slots    []int    // its event conditions in plan.cohortSteps
 	users    *userSet // filled before the main scan
 }
 
@@ -345,7 +347,13 @@ func (st *step) clone() *step {
 func (cs *conds) matchUser(u *userCtx) bool {
 	for _, c := range cs.user {
 		if c.op == opCohort {
-			if c.cohort.users.has(u.key) == c.neg {
+			var in bool
+			if u.member != nil && c.cohort.users == nil {
+				in = u.member[c.cohort] // evaluating cohorts: decided for this user just before
+			} else {
+				in = c.cohort.users.has(u.key)
+			}
+			if in == c.neg {
 				return false
 			}
 			continue
@@ -407,6 +415,9 @@ func (st *step) eventCodes(set map[uint32]bool) bool {
 type userCtx struct {
 	key   uint64
 	props []scan.Value // by plan.userKeys; nil without a profile
+	// member holds the cohorts decided for this user while cohorts are
+	// being evaluated.
+	member map[*cohortRef]bool
 }
 
 func (u *userCtx) prop(i int) scan.Value {

@@ -598,7 +598,7 @@ func (iw *insWorker) cellForBytes(si int, se *series, key []byte) *cell {
 }
 
 func (iw *insWorker) newCellFor(si int, se *series, key string) *cell {
-	if iw.fold != nil && !iw.fold[key] {
+	if iw.fold != nil && key != otherKey && !iw.fold[key] {
 		if c := iw.cells[si][otherKey]; c != nil {
 			iw.cells[si][key] = c // later events of the value find it at once
 			return c

@@ -285,9 +285,7 @@ func newSession(ctx context.Context, src scan.Source, env *Env) *session {
 
 // prepare loads profile properties and evaluates cohorts the plan needs.
 func (s *session) prepare() error {
-	if err := s.evalCohorts(); err != nil {
-		return err
-	}
+	// Profiles first: cohorts may test profile properties.
 	if len(s.plan.userKeys) > 0 {
 		prof, err := s.src.UserProps(s.ctx, s.plan.userKeys)
 		if err != nil {
@@ -295,7 +293,7 @@ func (s *session) prepare() error {
 		}
 		s.prof = prof
 	}
-	return nil
+	return s.evalCohorts()
 }
 
 // scan runs one parallel pass; visit(w) gives worker w's per-user

@@ -181,10 +181,9 @@ type cursorBufs struct {
 	received []int64
 	scratch  segment.Scratch
 
-	// With an event filter: the block's wanted rows, the next of them a
-	// run may hold, and the times to read them from.
+	// With an event filter: the block's wanted rows, and the times to
+	// read them from.
 	sel     []uint16
-	selAt   int
 	timeBlk enc.Int64Block
 }
 
@@ -206,7 +205,6 @@ func (c *cursor) load(b int, keys []uint32, details bool, want []uint8) error {
 			n += int(want[min(e, uint32(len(want)-1))])
 		}
 		c.sel = c.sel[:n]
-		c.selAt = 0
 		c.none = len(c.sel) == 0
 		c.block = b
 		if c.none {
@@ -498,12 +496,19 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 	for _, c := range sc.cursors {
 		us := c.r.Users()
 		i := c.ui
-		for ; i < len(us) && us[i].User < hi; i++ {
-			run := us[i]
-			u := run.User - lo
-			start, left := int(run.Start), int(run.N)
-			for left > 0 {
-				b := start / segment.BlockRows
+		e := i
+		for e < len(us) && us[e].User < hi {
+			e++
+		}
+		if e > i {
+			// The chunk's rows of this segment are [rowLo, rowHi): walk the
+			// selected rows of their blocks, and the runs alongside to
+			// find each row's user. Runs without a selected row cost a
+			// comparison.
+			rowLo := int(us[i].Start)
+			rowHi := int(us[e-1].Start + us[e-1].N)
+			ri := i
+			for b := rowLo / segment.BlockRows; b*segment.BlockRows < rowHi; b++ {
 				if c.block != b {
 					if c.events == nil && len(sc.spare) > 0 {
 						c.cursorBufs = sc.spare[len(sc.spare)-1]
@@ -513,14 +518,20 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 						return err
 					}
 				}
-				j0 := start - b*segment.BlockRows
-				m := min(left, len(c.events)-j0)
-				// Runs come in row order: the selection is walked once.
-				for c.selAt < len(c.sel) && int(c.sel[c.selAt]) < j0 {
-					c.selAt++
-				}
-				for ; c.selAt < len(c.sel) && int(c.sel[c.selAt]) < j0+m; c.selAt++ {
-					j := int(c.sel[c.selAt])
+				base := b * segment.BlockRows
+				for _, j16 := range c.sel {
+					j := int(j16)
+					row := base + j
+					if row < rowLo {
+						continue
+					}
+					if row >= rowHi {
+						break
+					}
+					for int(us[ri].Start+us[ri].N) <= row {
+						ri++
+					}
+					u := us[ri].User - lo
 					t.users = append(t.users, u)
 					t.times = append(t.times, c.timeBlk.At(j))
 					t.events = append(t.events, c.events[j])
@@ -539,10 +550,9 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 					}
 					sc.offs[u+1]++
 				}
-				start += m
-				left -= m
 			}
 		}
+		i = e
 		c.ui = i
 		if c.ui == len(us) && c.block >= 0 {
 			sc.release(c)
