@@ -324,4 +324,3 @@ func (s *session) evalCohorts() error {
 	}
 	return nil
 }
-

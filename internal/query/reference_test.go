@@ -1517,7 +1517,7 @@ func (w *refWorld) funnelSteps(spec FunnelSpec, a *refFunAgg) []FunnelStep {
 			out = append(out, fs)
 			continue
 		}
-		fs.Users, fs.Total = ptr(a.users[k]), ptr(a.totals[k])
+		fs.Users, fs.Total = refP(a.users[k]), refP(a.totals[k])
 		if k > 0 && a.users[k-1] > 0 {
 			fs.ConversionFromPrevious = refF(float64(a.users[k]) / float64(a.users[k-1]))
 		}
@@ -1735,10 +1735,10 @@ func (w *refWorld) checkFunnels(d *refDiffs, spec FunnelSpec, got *FunnelResult)
 	for i, e := range refTTCEdges {
 		b := TTCBucket{FromSeconds: e}
 		if i+1 < len(refTTCEdges) {
-			b.ToSeconds = ptr(refTTCEdges[i+1])
+			b.ToSeconds = refP(refTTCEdges[i+1])
 		}
 		if !w.suppressed(int(agg.ttc[i])) {
-			b.Users = ptr(agg.ttc[i])
+			b.Users = refP(agg.ttc[i])
 		}
 		want.TimeToConvert = append(want.TimeToConvert, b)
 	}
@@ -2022,12 +2022,12 @@ func (w *refWorld) checkRetention(d *refDiffs, spec RetentionSpec, got *Retentio
 				t.Cohorts = append(t.Cohorts, rc)
 				continue
 			}
-			rc.Users = ptr(int64(users[c]))
+			rc.Users = refP(int64(users[c]))
 			for k := range periods {
 				if w.suppressed(counts[c][k]) {
 					continue
 				}
-				rc.Counts[k] = ptr(int64(counts[c][k]))
+				rc.Counts[k] = refP(int64(counts[c][k]))
 				rc.Rates[k] = refF(float64(counts[c][k]) / float64(users[c]))
 				if !rc.Incomplete[k] {
 					sumW[k] += float64(users[c])
@@ -2248,7 +2248,7 @@ func (w *refWorld) checkFlows(d *refDiffs, spec FlowsSpec, got *FlowsResult) {
 		want.Direction = "before"
 	}
 	if !w.suppressed(total) {
-		want.Users = ptr(int64(total))
+		want.Users = refP(int64(total))
 	}
 	perStep := make([]map[string]int, steps)
 	for i := range perStep {
@@ -2327,7 +2327,7 @@ func (w *refWorld) checkFlows(d *refDiffs, spec FlowsSpec, got *FlowsResult) {
 			}
 			if i > 0 {
 				p := got.Nodes[i-1]
-				if abs(p.Step) > abs(nd.Step) || p.Step == nd.Step && nodeUsers[node{p.Step, p.Event}] < want {
+				if refAbs(p.Step) > refAbs(nd.Step) || p.Step == nd.Step && nodeUsers[node{p.Step, p.Event}] < want {
 					d.add("flows: node %v after %v", k, node{p.Step, p.Event})
 				}
 			}
@@ -2376,7 +2376,7 @@ func (w *refWorld) checkFlows(d *refDiffs, spec FlowsSpec, got *FlowsResult) {
 			break
 		}
 		if !w.suppressed(full[p]) {
-			want.TopPaths = append(want.TopPaths, FlowPath{Events: split(p), Users: ptr(int64(full[p]))})
+			want.TopPaths = append(want.TopPaths, FlowPath{Events: split(p), Users: refP(int64(full[p]))})
 		}
 	}
 	if got != nil {
@@ -2387,12 +2387,14 @@ func (w *refWorld) checkFlows(d *refDiffs, spec FlowsSpec, got *FlowsResult) {
 	refCompare(d, "flows", got, want)
 }
 
-func abs(x int) int {
+func refAbs(x int) int {
 	if x < 0 {
 		return -x
 	}
 	return x
 }
+
+func refP[T any](v T) *T { return &v }
 
 // ---------------------------------------------------------------------
 // Running cases.
@@ -2840,7 +2842,9 @@ func TestReferenceFunnelBreakdownOther(t *testing.T) {
 	d.profiles[3] = map[string]event.Value{"plan": refS("free")}
 	d.profiles[4] = map[string]event.Value{"plan": refS("free")}
 	prop := func(v string) CohortDefinition {
-		return CohortDefinition{Conditions: []CohortCondition{{Type: "property", Filter: &Filter{Property: "plan", Op: "eq", Value: v}}}}
+		// The plan, through an event condition (property conditions are
+		// tested on their own).
+		return CohortDefinition{Conditions: []CohortCondition{{Type: "event", Step: Step{Event: AnyEvent, Filters: []Filter{{Property: "plan", Source: "user", Op: "eq", Value: v}}}}}}
 	}
 	cs := refCohortStore{1: {"free", prop("free")}, 2: {"pro", prop("pro")}, 3: {"pro too", prop("pro")}}
 	spec := FunnelSpec{Range: Range{From: "2024-03-04", To: "2024-03-04"}, Steps: []Step{{Event: "A"}, {Event: "B"}},
@@ -2913,17 +2917,17 @@ func TestReferenceFlowsCases(t *testing.T) {
 		want []FlowPath
 	}{
 		{"plain", FlowsSpec{Range: rng, Anchor: Step{Event: "A"}, Steps: 3},
-			[]FlowPath{{Events: []string{"B", "B", "C"}, Users: ptr(int64(1))}}},
+			[]FlowPath{{Events: []string{"B", "B", "C"}, Users: refP(int64(1))}}},
 		{"collapse", FlowsSpec{Range: rng, Anchor: Step{Event: "A"}, Steps: 2, CollapseRepeats: true},
-			[]FlowPath{{Events: []string{"B", "C"}, Users: ptr(int64(1))}}},
+			[]FlowPath{{Events: []string{"B", "C"}, Users: refP(int64(1))}}},
 		{"no gap limit", FlowsSpec{Range: rng, Anchor: Step{Event: "A"}, Steps: 4, SessionGapMinutes: -1},
-			[]FlowPath{{Events: []string{"B", "B", "C", "D"}, Users: ptr(int64(1))}}},
+			[]FlowPath{{Events: []string{"B", "B", "C", "D"}, Users: refP(int64(1))}}},
 		{"gap", FlowsSpec{Range: rng, Anchor: Step{Event: "A"}, Steps: 1, SessionGapMinutes: 10},
-			[]FlowPath{{Events: []string{"B"}, Users: ptr(int64(1))}}},
+			[]FlowPath{{Events: []string{"B"}, Users: refP(int64(1))}}},
 		{"before", FlowsSpec{Range: rng, Anchor: Step{Event: "A"}, Steps: 1, Direction: "before", SessionGapMinutes: -1},
-			[]FlowPath{{Events: []string{"C"}, Users: ptr(int64(1))}}},
+			[]FlowPath{{Events: []string{"C"}, Users: refP(int64(1))}}},
 		{"exclude", FlowsSpec{Range: rng, Anchor: Step{Event: "A"}, Steps: 1, ExcludeEvents: []string{"B"}},
-			[]FlowPath{{Events: []string{"C"}, Users: ptr(int64(1))}}},
+			[]FlowPath{{Events: []string{"C"}, Users: refP(int64(1))}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -3047,10 +3051,40 @@ func TestReferenceCohortCases(t *testing.T) {
 			t.Errorf("%v users, want 1", n)
 		}
 	})
+	t.Run("property condition", func(t *testing.T) {
+		if n := uniques(t, refCohortStore{1: {"pro", pro}}, Filter{Op: "in_cohort", Cohort: 1}); n != 1 {
+			t.Errorf("%v users, want 1", n)
+		}
+	})
 	t.Run("nested", func(t *testing.T) {
-		cs := refCohortStore{1: {"pro", pro}, 2: {"not pro", CohortDefinition{Conditions: []CohortCondition{{Type: "cohort", Cohort: 1, In: new(bool)}}}}}
+		didB := CohortDefinition{Conditions: []CohortCondition{{Type: "event", Step: Step{Event: "B"}}}}
+		cs := refCohortStore{1: {"did B", didB}, 2: {"not B", CohortDefinition{Conditions: []CohortCondition{{Type: "cohort", Cohort: 1, In: new(bool)}}}}}
 		if n := uniques(t, cs, Filter{Op: "in_cohort", Cohort: 2}); n != 1 {
 			t.Errorf("%v users, want 1", n)
+		}
+	})
+	t.Run("last days and dates", func(t *testing.T) {
+		// Now is 2024-03-05 10:30: user 2's B (03-04 11:00) is in the last
+		// day, user 1's and 2's A (03-04 10:00) are not; on 03-04 user 1
+		// did one event, user 2 two.
+		env := Env{Now: time.Date(2024, 3, 5, 10, 30, 0, 0, time.UTC)}
+		one := 1
+		lastDay := CohortDefinition{Conditions: []CohortCondition{{Type: "event", Step: Step{Event: AnyEvent}, LastDays: 1, CountOp: "exactly", Count: &one}}}
+		onDay := CohortDefinition{Conditions: []CohortCondition{{Type: "event", Step: Step{Event: AnyEvent}, From: "2024-03-04", To: "2024-03-04", CountOp: "exactly", Count: &one}}}
+		for _, tc := range []struct {
+			def  CohortDefinition
+			want float64
+		}{{lastDay, 1}, {onDay, 1}} { // user 2, then user 1
+			spec := InsightsSpec{Range: Range{From: "2024-03-04", To: "2024-03-04"}, Interval: "none",
+				Series: []Series{{Step: Step{Event: AnyEvent}, Measure: "unique"}}, Filters: []Filter{{Op: "in_cohort", Cohort: 1}}}
+			got := refHand(t, &refCase{d: d, cs: refCohortStore{1: {"c", tc.def}}, env: env, kind: "insights", spec: refInsSpec{InsightsSpec: spec}}).(*InsightsResult)
+			n := 0.0
+			if len(got.Series[0].Rows) > 0 && got.Series[0].Rows[0].Total != nil {
+				n = *got.Series[0].Rows[0].Total
+			}
+			if n != tc.want {
+				t.Errorf("%v users, want %v", n, tc.want)
+			}
 		}
 	})
 	t.Run("cohort filter in an event condition's step", func(t *testing.T) {
@@ -3072,15 +3106,17 @@ func TestReferenceCohortCases(t *testing.T) {
 			_, err := Run(context.Background(), scantest.New(d.events, d.profiles), Env{Cohorts: cs}, "insights", []byte(spec))
 			if err == nil {
 				fmt.Println("no error")
-				os.Exit(1)
+				os.Exit(4)
 			}
 			fmt.Println(err)
-			os.Exit(0)
+			os.Exit(3) // refused
 		}
-		cmd := exec.Command(os.Args[0], "-test.run=^TestReferenceCohortCases$/^a_cycle", "-test.count=1")
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestReferenceCohortCases$/^a_cycle", "-test.count=1")
 		cmd.Env = append(os.Environ(), "VEIL_REF_CHILD=cycle")
 		out, err := cmd.CombinedOutput()
-		if err != nil {
+		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 3 {
 			first, _, _ := strings.Cut(string(out), "\n\n")
 			t.Errorf("the engine did not refuse the cycle: %v\n%.600s", err, first)
 		}
