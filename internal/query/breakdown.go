@@ -3,6 +3,8 @@ package query
 import (
 	"fmt"
 
+	"github.com/veil-analytics/veil/internal/event"
+
 	"github.com/veil-analytics/veil/internal/scan"
 )
 
@@ -60,9 +62,17 @@ func (b *breakdownSpec) values(q *scan.Sequence, i int, u *userCtx, dst []scan.V
 		}
 		return dst
 	case b.user:
-		return append(dst, u.prop(b.col))
+		return append(dst, segmentValue(u.prop(b.col)))
 	}
-	return append(dst, q.Value(b.col, i))
+	return append(dst, segmentValue(q.Value(b.col, i)))
+}
+
+// segmentValue folds null into absent: both are the segment "$none".
+func segmentValue(v scan.Value) scan.Value {
+	if v.Kind() == event.Null {
+		return ""
+	}
+	return v
 }
 
 // perUser reports whether the segments are the same for all of a user's

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sort"
 	"time"
@@ -288,17 +289,17 @@ type funnelWorker struct {
 	timesBuf []int64
 	segBuf   []scan.Value
 	segBuf2  []scan.Value
+	until    map[scan.Value]int64 // per segment: when the user's last counted attempt ended
 }
 
-// inSegment reports whether the event at position i is in segment seg.
-func (fw *funnelWorker) inSegment(q *scan.Sequence, i int, u *userCtx, seg scan.Value) bool {
-	fw.segBuf2 = fw.f.bd.values(q, i, u, fw.segBuf2[:0])
-	for _, v := range fw.segBuf2 {
-		if v == seg {
-			return true
-		}
+// segAgg is the worker's counts of a segment.
+func (fw *funnelWorker) segAgg(seg scan.Value) *funnelAgg {
+	a := fw.segs[seg]
+	if a == nil {
+		a = newFunnelAgg(len(fw.f.steps))
+		fw.segs[seg] = a
 	}
-	return false
+	return a
 }
 
 func (f *funnel) run(s *session) (*FunnelResult, error) {
@@ -310,7 +311,7 @@ func (f *funnel) run(s *session) (*FunnelResult, error) {
 	}
 	var workers perWorker[*funnelWorker]
 	err := s.scan(req, func(int) func(*scan.Sequence, *userCtx) error {
-		fw := &funnelWorker{f: f, all: newFunnelAgg(n), segs: map[scan.Value]*funnelAgg{},
+		fw := &funnelWorker{f: f, all: newFunnelAgg(n), segs: map[scan.Value]*funnelAgg{}, until: map[scan.Value]int64{},
 			pos: make([][]int32, n), xpos: make([][]int32, len(f.excl))}
 		if f.intervals != nil {
 			fw.over = make([]*funnelAgg, f.intervals.n())
@@ -358,7 +359,11 @@ func (f *funnel) run(s *session) (*FunnelResult, error) {
 		res.TimeToConvert = append(res.TimeToConvert, b)
 	}
 	if f.bd != nil {
-		for _, g := range topSegments(segs, f.spec.Limit, func(a *funnelAgg) int64 { return a.users[0] },
+		limit := f.spec.Limit
+		if f.bd.cohorts != nil {
+			limit = len(f.bd.cohorts) + 1 // chosen cohorts are never folded: a user may be in several
+		}
+		for _, g := range topSegments(segs, limit, func(a *funnelAgg) int64 { return a.users[0] },
 			func(dst, src *funnelAgg) { dst.merge(src) }, func() *funnelAgg { return newFunnelAgg(n) }) {
 			res.Breakdown = append(res.Breakdown, FunnelSegment{Segment: g.label, Steps: f.answer(s.env, g.agg)})
 		}
@@ -507,7 +512,7 @@ func (fw *funnelWorker) visit(q *scan.Sequence, u *userCtx) error {
 	var until int64 = -1 << 62
 	for i := range fw.atts {
 		at := &fw.atts[i]
-		if at.excluded || at.times[0] < until {
+		if at.excluded || at.times[0] <= until {
 			continue
 		}
 		until = at.exit
@@ -522,22 +527,26 @@ func (fw *funnelWorker) visit(q *scan.Sequence, u *userCtx) error {
 	best := &fw.atts[b]
 	fw.all.addUser(best)
 	if f.bd != nil {
+		// Users: the segments of their best attempt.
 		fw.segBuf = f.bd.values(q, best.start, u, fw.segBuf[:0])
 		for _, seg := range fw.segBuf {
-			a := fw.segs[seg]
-			if a == nil {
-				a = newFunnelAgg(len(f.steps))
-				fw.segs[seg] = a
+			fw.segAgg(seg).addUser(best)
+		}
+		// Totals: every attempt in the segments of its first step, each
+		// after the previous one of that segment ended.
+		clear(fw.until)
+		for i := range fw.atts {
+			at := &fw.atts[i]
+			if at.excluded {
+				continue
 			}
-			a.addUser(best)
-			// Totals of the segment: its attempts, each after the last ended.
-			var until int64 = -1 << 62
-			for i := range fw.atts {
-				at := &fw.atts[i]
-				if at.excluded || at.times[0] < until || !fw.inSegment(q, at.start, u, seg) {
+			fw.segBuf2 = f.bd.values(q, at.start, u, fw.segBuf2[:0])
+			for _, seg := range fw.segBuf2 {
+				if until, ok := fw.until[seg]; ok && at.times[0] <= until {
 					continue
 				}
-				until = at.exit
+				fw.until[seg] = at.exit
+				a := fw.segAgg(seg)
 				for k := 0; k < at.level; k++ {
 					a.totals[k]++
 				}
@@ -558,7 +567,7 @@ func (fw *funnelWorker) visit(q *scan.Sequence, u *userCtx) error {
 				var until int64 = -1 << 62
 				for i := lo; i < hi; i++ {
 					at := &fw.atts[i]
-					if at.excluded || at.times[0] < until {
+					if at.excluded || at.times[0] <= until {
 						continue
 					}
 					until = at.exit
@@ -695,21 +704,40 @@ func (fw *funnelWorker) strict(q *scan.Sequence, at *attempt) {
 }
 
 // anyOrder counts the distinct steps done within the window from the
-// attempt's first event, in whatever order.
+// attempt's first event, in whatever order. An event serves one step; an
+// event that could be several steps is matched so that the most steps
+// are done (augmenting paths over at most 20 steps), and step k is
+// reached when k events can be matched to distinct steps.
 func (fw *funnelWorker) anyOrder(q *scan.Sequence, at *attempt) {
 	f := fw.f
 	s := q.Times[at.start]
-	var done uint32
+	var owner [20]int // step -> event position matched to it, -1 for none
+	for k := range f.steps {
+		owner[k] = -1
+	}
+	var try func(c int, seen *uint32) bool
+	try = func(c int, seen *uint32) bool {
+		for m := fw.masks[c] &^ *seen; m != 0; m &= m - 1 {
+			k := bits.TrailingZeros32(m)
+			*seen |= 1 << k
+			if owner[k] < 0 || try(owner[k], seen) {
+				owner[k] = c
+				return true
+			}
+		}
+		return false
+	}
 	for c := at.start; c < q.Len() && q.Times[c]-s <= f.window; c++ {
-		m := fw.masks[c] &^ done
-		if m == 0 || len(f.hold) > 0 && !f.held(q, at.start, c) {
+		if fw.masks[c] == 0 || len(f.hold) > 0 && !f.held(q, at.start, c) {
 			continue
 		}
-		done |= m & -m // the lowest step it can still be
-		at.times[at.level] = q.Times[c]
-		at.level++
-		if at.level == len(f.steps) {
-			return
+		var seen uint32
+		if try(c, &seen) {
+			at.times[at.level] = q.Times[c]
+			at.level++
+			if at.level == len(f.steps) {
+				return
+			}
 		}
 	}
 }

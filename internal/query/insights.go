@@ -90,9 +90,12 @@ func Insights(ctx context.Context, src scan.Source, env Env, spec InsightsSpec) 
 		return nil, err
 	}
 	if spec.ComparePrevious {
-		days := int((w.To - w.From + 86_399_999) / 86_400_000)
+		// As many calendar days just before (days may be 23 or 25 hours).
+		f0, t0 := timeIn(w.From, w.Loc), timeIn(w.To-1, w.Loc)
+		days := int(time.Date(t0.Year(), t0.Month(), t0.Day(), 12, 0, 0, 0, time.UTC).Sub(
+			time.Date(f0.Year(), f0.Month(), f0.Day(), 12, 0, 0, 0, time.UTC)).Hours()/24) + 1
 		prev := window{Loc: w.Loc}
-		from := timeIn(w.From, w.Loc).AddDate(0, 0, -days)
+		from := time.Date(f0.Year(), f0.Month(), f0.Day()-days, 0, 0, 0, 0, w.Loc)
 		prev.From, prev.To = from.UnixMilli(), w.From
 		p, err := in.run(s, prev)
 		if err != nil {
@@ -302,17 +305,28 @@ func (in *insights) run(s *session, w window) (*InsightsResult, error) {
 		return nil, err
 	}
 	cells := pr.cells
-	if len(in.bds) > 0 && len(cells[0]) > in.limit {
-		// Keep the top segments by the first series over the range and
-		// fold the rest into $other.
-		keys := make([]string, 0, len(cells[0]))
-		for k := range cells[0] {
+	union := map[string]bool{}
+	for _, m := range cells {
+		for k := range m {
+			union[k] = true
+		}
+	}
+	if len(in.bds) > 0 && len(union) > in.limit {
+		// Keep the top segments of all series by the first series over
+		// the range and fold the rest into $other.
+		keys := make([]string, 0, len(union))
+		for k := range union {
 			keys = append(keys, k)
 		}
 		first := in.series[0]
+		rank := func(k string) float64 {
+			if c := cells[0][k]; c != nil {
+				return orZero(first.value(c, bk.n()))
+			}
+			return math.Inf(-1)
+		}
 		slices.SortFunc(keys, func(a, b string) int {
-			va, vb := first.value(cells[0][a], bk.n()), first.value(cells[0][b], bk.n())
-			if c := cmp.Compare(orZero(vb), orZero(va)); c != 0 {
+			if c := cmp.Compare(rank(b), rank(a)); c != 0 {
 				return c
 			}
 			return cmp.Compare(a, b)
@@ -499,7 +513,7 @@ func (iw *insWorker) visit(q *scan.Sequence, u *userCtx) error {
 				}
 				c := byCode[code]
 				if c == nil {
-					c = iw.cellFor(si, se, string(q.Value(in.bds[0].col, i)))
+					c = iw.cellFor(si, se, string(segmentValue(q.Value(in.bds[0].col, i))))
 					byCode[code] = c
 				}
 				iw.add(se, c, q, i, b, nb)
@@ -788,6 +802,9 @@ func (in *insights) answer(env *Env, w window, bk *buckets, cells []map[string]*
 		for k := range m {
 			keys[k] = true
 		}
+	}
+	if len(in.bds) == 0 {
+		keys[""] = true // without breakdowns there is one row, zeros included
 	}
 	order := make([]string, 0, len(keys))
 	for k := range keys {

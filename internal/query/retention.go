@@ -288,7 +288,11 @@ func (r *retention) run(s *session) (*RetentionResult, error) {
 	}
 	res.RetentionTable = r.table(s.env, all)
 	if r.bd != nil {
-		for _, g := range topSegments(segs, r.spec.Limit, func(a *retAgg) int64 {
+		limit := r.spec.Limit
+		if r.bd.cohorts != nil {
+			limit = len(r.bd.cohorts) + 1 // chosen cohorts are never folded: a user may be in several
+		}
+		for _, g := range topSegments(segs, limit, func(a *retAgg) int64 {
 			var n int64
 			for _, u := range a.users {
 				n += u
@@ -348,8 +352,8 @@ func (r *retention) table(env *Env, a *retAgg) RetentionTable {
 		end := r.cohorts.starts[c+1] // the last birth of the cohort is before this
 		for k := 0; k < r.periods; k++ {
 			var periodEnd int64
-			if r.calendar {
-				periodEnd = addUnits(r.unit, end, k+1, r.w.Loc)
+			if r.calendar { // period k is the k-th calendar unit after the birth's
+				periodEnd = addUnits(r.unit, unitStart(r.unit, r.cohorts.starts[c], r.w.Loc), k+1, r.w.Loc)
 			} else {
 				periodEnd = end + int64(k+1)*r.unitMs
 			}
@@ -384,14 +388,27 @@ func (r *retention) table(env *Env, a *retAgg) RetentionTable {
 	return t
 }
 
+// unitStart is the start of the calendar unit (day, Monday week, month)
+// holding t, in loc.
+func unitStart(unit string, t int64, loc *time.Location) int64 {
+	tt := time.UnixMilli(t).In(loc)
+	switch unit {
+	case "week":
+		return time.Date(tt.Year(), tt.Month(), tt.Day()-(int(tt.Weekday())+6)%7, 0, 0, 0, 0, loc).UnixMilli()
+	case "month":
+		return time.Date(tt.Year(), tt.Month(), 1, 0, 0, 0, 0, loc).UnixMilli()
+	}
+	return time.Date(tt.Year(), tt.Month(), tt.Day(), 0, 0, 0, 0, loc).UnixMilli()
+}
+
 // addUnits adds n calendar units to t (ms) in loc.
 func addUnits(unit string, t int64, n int, loc *time.Location) int64 {
 	tt := time.UnixMilli(t).In(loc)
 	switch unit {
 	case "day":
-		return tt.AddDate(0, 0, n).UnixMilli()
+		return time.Date(tt.Year(), tt.Month(), tt.Day()+n, tt.Hour(), tt.Minute(), 0, 0, loc).UnixMilli()
 	case "week":
-		return tt.AddDate(0, 0, 7*n).UnixMilli()
+		return time.Date(tt.Year(), tt.Month(), tt.Day()+7*n, tt.Hour(), tt.Minute(), 0, 0, loc).UnixMilli()
 	}
-	return tt.AddDate(0, n, 0).UnixMilli()
+	return time.Date(tt.Year(), tt.Month()+time.Month(n), tt.Day(), tt.Hour(), tt.Minute(), 0, 0, loc).UnixMilli()
 }
