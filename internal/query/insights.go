@@ -319,11 +319,12 @@ func (in *insights) run(s *session, w window) (*InsightsResult, error) {
 			keys = append(keys, k)
 		}
 		first := in.series[0]
+		empty := newCell("", bk.n()+1, first)
 		rank := func(k string) float64 {
 			if c := cells[0][k]; c != nil {
 				return orZero(first.value(c, bk.n()))
 			}
-			return math.Inf(-1)
+			return orZero(first.value(empty, bk.n())) // no events: a sum of 0, an average of nothing
 		}
 		slices.SortFunc(keys, func(a, b string) int {
 			if c := cmp.Compare(rank(b), rank(a)); c != 0 {
@@ -811,11 +812,12 @@ func (in *insights) answer(env *Env, w window, bk *buckets, cells []map[string]*
 		order = append(order, k)
 	}
 	first := in.series[0]
+	empty := newCell("", nb+1, first)
 	total := func(k string) float64 {
 		if c := cells[0][k]; c != nil {
 			return orZero(first.value(c, nb))
 		}
-		return math.Inf(-1)
+		return orZero(first.value(empty, nb))
 	}
 	slices.SortFunc(order, func(a, b string) int {
 		if (a == otherKey) != (b == otherKey) {

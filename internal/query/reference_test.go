@@ -35,7 +35,29 @@ var (
 	refSeedsFlag  = flag.Int("ref.seeds", 0, "random cases per reference test (0: each test's default)")
 	refSeedFlag   = flag.Int("ref.seed", -1, "run only this seed of the reference tests")
 	refShrinkFlag = flag.Bool("ref.shrink", false, "shrink failing reference cases to a minimal reproduction")
+	refAllowFlag  = flag.String("ref.allow", "", "known discrepancies (comma-separated names of refKnown, or all) for which the reference accepts the engine's behaviour")
 )
+
+// refKnown are the discrepancies between the engines and the semantics
+// this file asserts, found when it was written. By default the reference
+// asserts the documented semantics; -ref.allow=NAME makes it follow the
+// engine's behaviour instead (or avoid the data that shows it), so that
+// other differences stand out.
+var refKnown = map[string]string{
+	"order-absent": "insights: a segment without events of the first series ranks below every other (as -inf), though its row shows 0 (a sum, a count)",
+}
+
+func refAllow(name string) bool {
+	if _, ok := refKnown[name]; !ok {
+		panic("unknown discrepancy " + name)
+	}
+	for _, a := range strings.Split(*refAllowFlag, ",") {
+		if a == "all" || a == name {
+			return true
+		}
+	}
+	return false
+}
 
 // ---------------------------------------------------------------------
 // Random data.
@@ -87,6 +109,9 @@ func refGenProps(r *rand.Rand) map[string]event.Value {
 	}
 	if r.IntN(10) < 3 {
 		p["m"] = refMixed(r)
+	}
+	if r.IntN(10) < 3 { // many values: breakdowns of more than 64 segments
+		p["k"] = event.NumberValue(float64(r.IntN(150)))
 	}
 	return p
 }
@@ -360,7 +385,7 @@ func refGenFilters(r *rand.Rand, cohorts []int64) []Filter {
 func refGenBreakdown(r *rand.Rand, cohorts []int64) Breakdown {
 	switch x := r.IntN(10); {
 	case x < 5:
-		b := Breakdown{Property: []string{"s", "n", "b", "m", "zz"}[r.IntN(5)]}
+		b := Breakdown{Property: []string{"s", "n", "b", "m", "zz", "k"}[r.IntN(6)]}
 		if r.IntN(2) == 0 {
 			b.Source = "event"
 		}
@@ -1254,8 +1279,15 @@ func (w *refWorld) insightsWindow(d *refDiffs, path string, spec refInsSpec, win
 		return *v
 	}
 	rank := map[string]float64{}
+	inFirst := map[string]bool{}
+	for _, r := range recs[0] {
+		inFirst[r.key] = true
+	}
 	for key := range labels {
 		rank[key] = rankOf(key)
+		if !inFirst[key] && refAllow("order-absent") {
+			rank[key] = math.Inf(-1)
+		}
 	}
 	if len(spec.Breakdowns) == 0 {
 		labels[""] = nil
@@ -1452,12 +1484,25 @@ type refFunAgg struct {
 	ttc                 []int64
 }
 
+func (a *refFunAgg) merge(o *refFunAgg) {
+	for k := range a.users {
+		a.users[k] += o.users[k]
+		a.totals[k] += o.totals[k]
+		a.fromPrev[k] = append(a.fromPrev[k], o.fromPrev[k]...)
+		a.fromStart[k] = append(a.fromStart[k], o.fromStart[k]...)
+	}
+	for i := range a.ttc {
+		a.ttc[i] += o.ttc[i]
+	}
+}
+
 var refTTCEdges = []int64{0, 10, 60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400}
 
 // refFunnelGroup counts the users whose best attempt sel accepts (best
 // picks it) and the attempts sel accepts, each one only after the
 // previous counted one ended.
 func refFunnelGroup(n int, fus []refFunUser, best func(*refFunUser) *refAtt, sel func(*refAtt) bool) *refFunAgg {
+
 	a := &refFunAgg{users: make([]int64, n), totals: make([]int64, n), fromPrev: make([][]int64, n), fromStart: make([][]int64, n), ttc: make([]int64, len(refTTCEdges))}
 	for i := range fus {
 		fu := &fus[i]
@@ -1555,8 +1600,12 @@ func refGenFunnel(r *rand.Rand, names []string, cs refCohortStore) FunnelSpec {
 	s := FunnelSpec{Range: refGenRange(r, 12)}
 	// Few distinct step events make conversions likely.
 	pool := names[:1+r.IntN(min(len(names), 4))]
-	for range 2 + r.IntN(5) {
+	plain := r.IntN(2) == 0 // steps without filters convert more often
+	for range 2 + min(r.IntN(5), r.IntN(5)) {
 		st := refGenStep(r, pool, ids, true)
+		if plain {
+			st.Filters = nil
+		}
 		s.Steps = append(s.Steps, st)
 	}
 	switch r.IntN(6) {
@@ -1596,7 +1645,7 @@ func refGenFunnel(r *rand.Rand, names []string, cs refCohortStore) FunnelSpec {
 	}
 	s.Filters = refGenFilters(r, ids)
 	s.Interval = []string{"", "", "day", "week", "month"}[r.IntN(5)]
-	if r.IntN(2) == 0 {
+	if r.IntN(3) != 0 {
 		s.Limit = 1 + r.IntN(3)
 	}
 	return s
@@ -1678,14 +1727,18 @@ func (w *refWorld) checkFunnels(d *refDiffs, spec FunnelSpec, got *FunnelResult)
 					if !held(j0, j) {
 						continue
 					}
-					best := 0
+					var next []uint32 // this event serves one step
 					for mask := range masks {
 						for k := range n {
 							if step[k][j] && mask&(1<<k) == 0 {
-								masks[mask|1<<k] = true
+								next = append(next, mask|1<<k)
 							}
 						}
 					}
+					for _, mask := range next {
+						masks[mask] = true
+					}
+					best := 0
 					for mask := range masks {
 						best = max(best, bits.OnesCount32(mask))
 					}
@@ -1757,6 +1810,9 @@ func (w *refWorld) checkFunnels(d *refDiffs, spec FunnelSpec, got *FunnelResult)
 		labels := map[string]any{}
 		for _, fu := range fus {
 			for _, a := range fu.atts {
+				if a.excluded {
+					continue
+				}
 				for _, s := range a.segs {
 					if _, ok := rank[s]; !ok {
 						var v any
@@ -1767,13 +1823,8 @@ func (w *refWorld) checkFunnels(d *refDiffs, spec FunnelSpec, got *FunnelResult)
 				}
 			}
 		}
-		// Segments without users (only excluded or out-beaten attempts)
-		// are not answered.
-		for s, v := range rank {
-			if v == 0 {
-				delete(rank, s)
-			}
-		}
+		// Segments are those of counted (not excluded) attempts, ranked by
+		// their users (who may be none: their totals still count).
 		limit := spec.Limit
 		if limit == 0 {
 			limit = 25
@@ -1793,7 +1844,8 @@ func (w *refWorld) checkFunnels(d *refDiffs, spec FunnelSpec, got *FunnelResult)
 		for s := range rank {
 			groups[s] = map[string]bool{s: true}
 		}
-		if len(rank) > limit {
+		// Chosen cohorts are never folded (a user may be in several).
+		if len(rank) > limit && len(spec.Breakdown.Cohorts) == 0 {
 			keep := refKeep(d, "funnel breakdown", rank, limit, gotKept)
 			other := map[string]bool{}
 			for s := range rank {
@@ -1825,6 +1877,12 @@ func (w *refWorld) checkFunnels(d *refDiffs, spec FunnelSpec, got *FunnelResult)
 		keys = refAlign(d, "funnel breakdown", gotKeys, keys, rank, otherKey)
 		for _, s := range keys {
 			a := refFunnelGroup(n, fus, overall, in(groups[s]))
+			if s == otherKey { // the folded rows added up (their totals each re-enter on their own)
+				a = refFunnelGroup(n, nil, overall, in(nil))
+				for f := range groups[s] {
+					a.merge(refFunnelGroup(n, fus, overall, in(map[string]bool{f: true})))
+				}
+			}
 			want.Breakdown = append(want.Breakdown, FunnelSegment{Segment: labels[s], Steps: w.funnelSteps(spec, a)})
 		}
 	}
@@ -1887,7 +1945,7 @@ func refGenRetention(r *rand.Rand, names []string, cs refCohortStore) RetentionS
 		b := refGenBreakdown(r, ids)
 		s.Breakdown = &b
 	}
-	if r.IntN(2) == 0 {
+	if r.IntN(3) != 0 {
 		s.Limit = 1 + r.IntN(3)
 	}
 	return s
@@ -1989,7 +2047,7 @@ func (w *refWorld) checkRetention(d *refDiffs, spec RetentionSpec, got *Retentio
 		}
 		return end > w.now
 	}
-	table := func(sel func(*refBirth) bool) RetentionTable {
+	table := func(weight func(*refBirth) int) RetentionTable {
 		users := make([]int, bk.n())
 		counts := make([][]int, bk.n())
 		for c := range counts {
@@ -1997,13 +2055,11 @@ func (w *refWorld) checkRetention(d *refDiffs, spec RetentionSpec, got *Retentio
 		}
 		for i := range births {
 			b := &births[i]
-			if !sel(b) {
-				continue
-			}
-			users[b.c]++
+			wt := weight(b)
+			users[b.c] += wt
 			for k, h := range b.hits {
 				if h {
-					counts[b.c][k]++
+					counts[b.c][k] += wt
 				}
 			}
 		}
@@ -2054,16 +2110,17 @@ func (w *refWorld) checkRetention(d *refDiffs, spec RetentionSpec, got *Retentio
 	if calendar {
 		want.Brackets = "calendar"
 	}
-	want.RetentionTable = table(func(*refBirth) bool { return true })
+	want.RetentionTable = table(func(*refBirth) int { return 1 })
 	if spec.Breakdown != nil {
-		in := func(keys map[string]bool) func(*refBirth) bool {
-			return func(b *refBirth) bool {
+		// A birth counts once in a segment (or $other) it is in.
+		in := func(keys map[string]bool) func(*refBirth) int {
+			return func(b *refBirth) int {
 				for _, s := range b.segs {
 					if keys[s] {
-						return true
+						return 1
 					}
 				}
-				return false
+				return 0
 			}
 		}
 		rank := map[string]float64{}
@@ -2093,7 +2150,8 @@ func (w *refWorld) checkRetention(d *refDiffs, spec RetentionSpec, got *Retentio
 				}
 			}
 		}
-		if len(rank) > limit {
+		// Chosen cohorts are never folded (a user may be in several).
+		if len(rank) > limit && len(spec.Breakdown.Cohorts) == 0 {
 			keep := refKeep(d, "retention breakdown", rank, limit, gotKept)
 			other := map[string]bool{}
 			for s := range rank {
@@ -2535,7 +2593,7 @@ func (c *refCase) shrink() *refCase {
 		}
 	}
 	for i := range cur.d.events {
-		for _, k := range []string{"s", "n", "b", "m"} {
+		for _, k := range []string{"s", "n", "b", "m", "k"} {
 			if _, ok := cur.d.events[i].Props[k]; !ok {
 				continue
 			}
@@ -2619,26 +2677,26 @@ func refGenCase(r *rand.Rand, kind string) *refCase {
 }
 
 func TestReferenceInsights(t *testing.T) {
-	refProperty(t, 1, 150, func(r *rand.Rand) *refCase { return refGenCase(r, "insights") })
+	refProperty(t, 1, 400, func(r *rand.Rand) *refCase { return refGenCase(r, "insights") })
 }
 
 func TestReferenceFunnels(t *testing.T) {
-	refProperty(t, 2, 150, func(r *rand.Rand) *refCase { return refGenCase(r, "funnels") })
+	refProperty(t, 2, 400, func(r *rand.Rand) *refCase { return refGenCase(r, "funnels") })
 }
 
 func TestReferenceRetention(t *testing.T) {
-	refProperty(t, 3, 150, func(r *rand.Rand) *refCase { return refGenCase(r, "retention") })
+	refProperty(t, 3, 300, func(r *rand.Rand) *refCase { return refGenCase(r, "retention") })
 }
 
 func TestReferenceFlows(t *testing.T) {
-	refProperty(t, 4, 150, func(r *rand.Rand) *refCase { return refGenCase(r, "flows") })
+	refProperty(t, 4, 300, func(r *rand.Rand) *refCase { return refGenCase(r, "flows") })
 }
 
 // TestReferenceCohorts checks cohort membership user by user: an Insights
 // report of users in a cohort, broken down by a profile property holding
 // the user's id.
 func TestReferenceCohorts(t *testing.T) {
-	refProperty(t, 5, 100, func(r *rand.Rand) *refCase {
+	refProperty(t, 5, 150, func(r *rand.Rand) *refCase {
 		d := refGenData(r)
 		for _, e := range d.events {
 			if d.profiles[e.User] == nil {
@@ -2832,9 +2890,9 @@ func TestReferenceFunnelCases(t *testing.T) {
 	}
 }
 
-func TestReferenceFunnelBreakdownOther(t *testing.T) {
-	// User 1 is in cohorts 2 and 3, which are folded into $other: they
-	// count once there.
+func TestReferenceFunnelBreakdownCohorts(t *testing.T) {
+	// User 1 is in cohorts 2 and 3: chosen cohorts are never folded into
+	// $other (a user may be in several), whatever the limit.
 	d := refEvents([]refEv{{1, "2024-03-04T10:00", "A", nil}, {1, "2024-03-04T10:01", "B", nil},
 		{2, "2024-03-04T10:00", "A", nil}, {3, "2024-03-04T10:00", "A", nil}, {4, "2024-03-04T10:00", "A", nil}})
 	d.profiles[1] = map[string]event.Value{"plan": refS("pro")}
@@ -2842,19 +2900,19 @@ func TestReferenceFunnelBreakdownOther(t *testing.T) {
 	d.profiles[3] = map[string]event.Value{"plan": refS("free")}
 	d.profiles[4] = map[string]event.Value{"plan": refS("free")}
 	prop := func(v string) CohortDefinition {
-		// The plan, through an event condition (property conditions are
-		// tested on their own).
-		return CohortDefinition{Conditions: []CohortCondition{{Type: "event", Step: Step{Event: AnyEvent, Filters: []Filter{{Property: "plan", Source: "user", Op: "eq", Value: v}}}}}}
+		return CohortDefinition{Conditions: []CohortCondition{{Type: "property", Filter: &Filter{Property: "plan", Op: "eq", Value: v}}}}
 	}
 	cs := refCohortStore{1: {"free", prop("free")}, 2: {"pro", prop("pro")}, 3: {"pro too", prop("pro")}}
 	spec := FunnelSpec{Range: Range{From: "2024-03-04", To: "2024-03-04"}, Steps: []Step{{Event: "A"}, {Event: "B"}},
 		Breakdown: &Breakdown{Cohorts: []int64{1, 2, 3}}, Limit: 1}
 	got := refHand(t, &refCase{d: d, cs: cs, kind: "funnels", spec: spec}).(*FunnelResult)
+	want := map[any][]int64{"free": {3, 0}, "pro": {1, 1}, "pro too": {1, 1}}
+	if len(got.Breakdown) != len(want) {
+		t.Errorf("%d segments, want %d", len(got.Breakdown), len(want))
+	}
 	for _, g := range got.Breakdown {
-		if g.Segment == OtherSegment {
-			if users, _ := refSteps(g.Steps); !slices.Equal(users, []int64{1, 1}) {
-				t.Errorf("$other users %v, want [1 1]", users)
-			}
+		if users, _ := refSteps(g.Steps); !slices.Equal(users, want[g.Segment]) {
+			t.Errorf("segment %v: users %v, want %v", g.Segment, users, want[g.Segment])
 		}
 	}
 }
@@ -3018,6 +3076,22 @@ func TestReferenceInsightsCases(t *testing.T) {
 		got := refHand(t, &refCase{d: d, kind: "insights", spec: refInsSpec{InsightsSpec: spec}}).(*InsightsResult)
 		if n := len(got.Series[1].Rows); n != 2 {
 			t.Errorf("%d rows, want 2 (the kept segment and $other)", n)
+		}
+	})
+	t.Run("rows ordered by the first series as shown", func(t *testing.T) {
+		// Segment x sums to -3 in series A; segment y has no A events,
+		// its A row shows a sum of 0: y comes first.
+		d := refEvents([]refEv{{1, "2024-03-04T10:00", "A", map[string]event.Value{"s": refS("x"), "n": event.NumberValue(-3)}},
+			{2, "2024-03-04T10:00", "B", map[string]event.Value{"s": refS("y")}}})
+		spec := InsightsSpec{Range: rng, Series: []Series{{Step: Step{Event: "A"}, Measure: "sum", Property: "n"}, {Step: Step{Event: "B"}}},
+			Breakdowns: []Breakdown{{Property: "s"}}}
+		got := refHand(t, &refCase{d: d, kind: "insights", spec: refInsSpec{InsightsSpec: spec}}).(*InsightsResult)
+		var order []any
+		for _, row := range got.Series[0].Rows {
+			order = append(order, row.Segment[0])
+		}
+		if !slices.Equal(order, []any{"y", "x"}) {
+			t.Errorf("rows %v, want [y x]", order)
 		}
 	})
 	t.Run("null and absent are one $none", func(t *testing.T) {
