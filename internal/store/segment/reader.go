@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"sync/atomic"
 	"sort"
 	"sync"
 
@@ -26,6 +27,11 @@ type File interface {
 type Reader struct {
 	f    File
 	mem  []byte // the whole file, when f is mapped into memory
+	// verified marks the blocks of a mapped file whose checksum matched:
+	// the mapping of an immutable file does not change, so each block is
+	// checked once, not at every read.
+	verified   []atomic.Uint64
+	blockCount uint32
 	path string
 	size int64
 
@@ -138,6 +144,9 @@ func NewReader(f File, path string, size int64) (*Reader, error) {
 	if err := r.parseFooter(foot, size-16-flen); err != nil {
 		return nil, err
 	}
+	if r.mem != nil {
+		r.verified = make([]atomic.Uint64, r.blockCount/64+1)
+	}
 	return r, nil
 }
 
@@ -147,8 +156,9 @@ func (r *Reader) corrupt(format string, args ...any) error {
 
 // footerReader decodes the footer, remembering the first error.
 type footerReader struct {
-	b   []byte
-	err bool
+	b      []byte
+	err    bool
+	blocks uint32 // block refs read so far
 }
 
 func (d *footerReader) uvarint() uint64 {
@@ -202,6 +212,8 @@ func (d *footerReader) refs(n int, present bool, dataEnd int64) []blockRef {
 		refs[i].off = d.uvarint()
 		refs[i].len = uint32(d.count(1 << 30))
 		refs[i].crc = d.u32()
+		refs[i].id = d.blocks
+		d.blocks++
 		if present {
 			refs[i].present = uint32(d.count(BlockRows))
 		}
@@ -214,6 +226,7 @@ func (d *footerReader) refs(n int, present bool, dataEnd int64) []blockRef {
 
 func (r *Reader) parseFooter(foot []byte, dataEnd int64) error {
 	d := &footerReader{b: foot}
+	defer func() { r.blockCount = d.blocks }()
 	if v := d.uvarint(); v != formatVersion {
 		return r.corrupt("unknown format version %d", v)
 	}
@@ -321,8 +334,15 @@ func (r *Reader) readBlock(s *Scratch, ref blockRef, what string, b int) ([]byte
 			return nil, r.corrupt("%s block %d lies beyond the file", what, b)
 		}
 		buf := r.mem[ref.off:end:end]
+		w, bit := ref.id/64, uint64(1)<<(ref.id%64)
+		if int(w) < len(r.verified) && r.verified[w].Load()&bit != 0 {
+			return buf, nil
+		}
 		if crc32.Checksum(buf, crcT) != ref.crc {
 			return nil, r.corrupt("%s block %d: checksum mismatch", what, b)
+		}
+		if int(w) < len(r.verified) {
+			r.verified[w].Or(bit)
 		}
 		return buf, nil
 	}

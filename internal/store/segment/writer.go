@@ -99,6 +99,7 @@ type blockRef struct {
 	len     uint32
 	crc     uint32
 	present uint32 // rows with a value (property columns)
+	id      uint32 // reader: the block's number in the file, for Reader.verified
 	min     int64  // time column: zone map
 	max     int64
 }

@@ -146,6 +146,7 @@ type cursor struct {
 	h    *handle
 	r    *segment.Reader
 	part int
+	idx  int // position in scanner.cursors (day order)
 	ui   int // next entry of the user table
 	uend int
 
@@ -253,6 +254,8 @@ type scanner struct {
 	spec    ScanSpec
 	cursors []*cursor
 	multi   bool // a day's segments overlap in users: a user's rows may need sorting
+	wait    []*cursor // runRange: cursors whose next user is beyond the chunk
+	cur     []*cursor // runRange: cursors with users in the chunk
 	spare   []cursorBufs
 	want    []uint8 // by event code, 1 for wanted, with ScanSpec.Events; the last entry is 0
 
@@ -324,6 +327,7 @@ func (s *Snapshot) newScanner(spec ScanSpec) (*scanner, error) {
 				}
 				c.dicts[k] = d
 			}
+			c.idx = len(sc.cursors)
 			sc.cursors = append(sc.cursors, c)
 			n++
 		}
@@ -363,15 +367,52 @@ func (sc *scanner) seek(lo uint32) {
 }
 
 // runRange visits the users [lo, hi) in chunks of step users.
+//
+// A chunk looks only at the cursors with users in it: a day may hold many
+// segments of disjoint user ranges (an import writes one per flush), and
+// visiting them all for every chunk would cost segments × chunks. Cursors
+// wait, by their next user, until a chunk reaches it, and leave once they
+// have no user left in the range.
 func (sc *scanner) runRange(ctx context.Context, lo, hi, step uint32, fn func(*Sequence) error) error {
 	sc.seek(lo)
+	next := func(c *cursor) uint32 { return c.r.Users()[c.ui].User }
+	sc.wait = sc.wait[:0]
+	for _, c := range sc.cursors {
+		if c.ui < len(c.r.Users()) && next(c) < hi {
+			sc.wait = append(sc.wait, c)
+		}
+	}
+	slices.SortFunc(sc.wait, func(a, b *cursor) int { return cmp.Compare(next(a), next(b)) })
+	sc.cur = sc.cur[:0]
+	wi := 0
 	for a := uint64(lo); a < uint64(hi); a += uint64(step) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := sc.chunk(uint32(a), uint32(min(a+uint64(step), uint64(hi))), fn); err != nil {
+		b := uint32(min(a+uint64(step), uint64(hi)))
+		added := false
+		for wi < len(sc.wait) && next(sc.wait[wi]) < b {
+			sc.cur = append(sc.cur, sc.wait[wi])
+			wi++
+			added = true
+		}
+		if added { // cursors in day order: a user's rows then come in time order
+			slices.SortFunc(sc.cur, func(x, y *cursor) int { return cmp.Compare(x.idx, y.idx) })
+		}
+		if len(sc.cur) == 0 {
+			continue
+		}
+		if err := sc.chunk(uint32(a), b, fn); err != nil {
 			return err
 		}
+		live := sc.cur[:0]
+		for _, c := range sc.cur {
+			if c.ui < len(c.r.Users()) && next(c) < hi {
+				live = append(live, c)
+			}
+		}
+		clear(sc.cur[len(live):])
+		sc.cur = live
 	}
 	return nil
 }
@@ -384,7 +425,7 @@ func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
 	n := int(hi - lo)
 	sc.offs = slices.Grow(sc.offs[:0], n+1)[:n+1]
 	clear(sc.offs)
-	for _, c := range sc.cursors {
+	for _, c := range sc.cur {
 		us := c.r.Users()
 		i := c.ui
 		for i < len(us) && us[i].User < hi {
@@ -413,7 +454,7 @@ func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
 		sc.codes[k] = slices.Grow(sc.codes[k][:0], total)[:total]
 	}
 	sc.pos = append(sc.pos[:0], sc.offs[:n]...)
-	for _, c := range sc.cursors {
+	for _, c := range sc.cur {
 		us := c.r.Users()
 		for i := c.ui; i < c.uend; i++ {
 			run := us[i]
@@ -493,7 +534,7 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 		}
 	}
 	want := sc.want
-	for _, c := range sc.cursors {
+	for _, c := range sc.cur {
 		us := c.r.Users()
 		i := c.ui
 		e := i
