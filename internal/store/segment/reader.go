@@ -7,9 +7,9 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"sync/atomic"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -25,15 +25,15 @@ type File interface {
 // Reader reads one segment. Its methods are safe for concurrent use; each
 // goroutine passes its own Scratch.
 type Reader struct {
-	f    File
-	mem  []byte // the whole file, when f is mapped into memory
+	f   File
+	mem []byte // the whole file, when f is mapped into memory
 	// verified marks the blocks of a mapped file whose checksum matched:
 	// the mapping of an immutable file does not change, so each block is
 	// checked once, not at every read.
 	verified   []atomic.Uint64
 	blockCount uint32
-	path string
-	size int64
+	path       string
+	size       int64
 
 	rows      int
 	blockRows int

@@ -253,7 +253,7 @@ type scanner struct {
 	s       *Snapshot
 	spec    ScanSpec
 	cursors []*cursor
-	multi   bool // a day's segments overlap in users: a user's rows may need sorting
+	multi   bool      // a day's segments overlap in users: a user's rows may need sorting
 	wait    []*cursor // runRange: cursors whose next user is beyond the chunk
 	cur     []*cursor // runRange: cursors with users in the chunk
 	spare   []cursorBufs
