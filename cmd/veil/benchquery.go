@@ -9,7 +9,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,7 +59,7 @@ func runBenchQuery(ctx context.Context, args []string, stdout, stderr io.Writer)
 	queriesOnly := fs.Bool("anchors-queries-only", false, "the anchors reuse data an earlier run loaded (QUERIES_ONLY=1)")
 	runs := fs.Int("runs", 5, "timed runs per query (after one warm-up)")
 	only := fs.String("only", "", "run only these queries (comma-separated names, e.g. Q2_funnel)")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the timed runs to this file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the query runs to this file")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := fs.parse(args); err != nil {
 		return err
@@ -92,14 +91,11 @@ func runBenchQuery(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer src.Close()
-	stopProfile := func() {}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		stopProfile = pprof.StopCPUProfile
+	// The profile covers the warm-ups too: a query's first run is not
+	// different work, only colder caches.
+	stopProfile, err := startCPUProfile(*cpuprofile)
+	if err != nil {
+		return err
 	}
 	env := query.Env{TimeZone: "UTC", Now: time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)}
 	for _, row := range rows {
@@ -107,12 +103,6 @@ func runBenchQuery(ctx context.Context, args []string, stdout, stderr io.Writer)
 		q := benchQueries[i]
 		var res any
 		for r := 0; r <= *runs; r++ {
-			if r == 1 && *cpuprofile != "" {
-				f, _ := os.OpenFile(*cpuprofile, os.O_WRONLY|os.O_APPEND, 0)
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-			}
 			start := time.Now()
 			res, err = query.Run(ctx, src, env, q.kind, []byte(q.spec))
 			if err != nil {

@@ -224,8 +224,6 @@ func (p *plan) compileCohortCond(cc *CohortCondition, ptr string, path []int64, 
 type cohortUser struct {
 	times [][]int64
 	u     *userCtx
-	// member caches the cohorts evaluated for this user as of now.
-	member map[*cohortRef]bool
 }
 
 // eval decides c for the user as of asOf.

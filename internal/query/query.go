@@ -113,7 +113,6 @@ func Run(ctx context.Context, src scan.Source, env Env, kind string, spec []byte
 type userSet struct {
 	bits []uint64
 	more map[uint64]bool
-	n    int
 }
 
 const denseUsers = 1 << 28
@@ -124,19 +123,13 @@ func (s *userSet) add(u uint64) {
 		if w >= len(s.bits) {
 			s.bits = append(s.bits, make([]uint64, w+1-len(s.bits)+len(s.bits)/4)...)
 		}
-		if s.bits[w]&(1<<(u&63)) == 0 {
-			s.bits[w] |= 1 << (u & 63)
-			s.n++
-		}
+		s.bits[w] |= 1 << (u & 63)
 		return
 	}
 	if s.more == nil {
 		s.more = map[uint64]bool{}
 	}
-	if !s.more[u] {
-		s.more[u] = true
-		s.n++
-	}
+	s.more[u] = true
 }
 
 func (s *userSet) has(u uint64) bool {
@@ -164,19 +157,6 @@ func (s *userSet) merge(o *userSet) {
 		}
 		s.more[u] = true
 	}
-	s.n = len(s.more)
-	for _, w := range s.bits {
-		s.n += popcount(w)
-	}
-}
-
-func popcount(x uint64) int {
-	n := 0
-	for x != 0 {
-		x &= x - 1
-		n++
-	}
-	return n
 }
 
 // buckets are consecutive time intervals in a zone.

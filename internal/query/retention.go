@@ -224,39 +224,26 @@ func (r *retention) run(s *session) (*RetentionResult, error) {
 					continue
 				}
 				c := r.cohorts.index(q.Times[b])
-				if !r.recurring {
-					// First time ever: only the user's first birth counts.
-					if c >= 0 {
-						r.count(q, u, b, c, hit, wk.all)
-						if r.bd != nil {
-							segs = r.bd.values(q, b, u, segs[:0])
-							for _, v := range segs {
-								a := wk.segs[v]
-								if a == nil {
-									a = newRetAgg(nc, r.periods)
-									wk.segs[v] = a
-								}
-								r.count(q, u, b, c, hit, a)
-							}
-						}
-					}
-					return nil
-				}
-				if c < 0 || c == lastCohort {
-					continue
+				if r.recurring && (c < 0 || c == lastCohort) {
+					continue // one birth per user and cohort: the first
 				}
 				lastCohort = c
-				r.count(q, u, b, c, hit, wk.all)
-				if r.bd != nil {
-					segs = r.bd.values(q, b, u, segs[:0])
-					for _, v := range segs {
-						a := wk.segs[v]
-						if a == nil {
-							a = newRetAgg(nc, r.periods)
-							wk.segs[v] = a
+				if c >= 0 {
+					r.count(q, u, b, c, hit, wk.all)
+					if r.bd != nil {
+						segs = r.bd.values(q, b, u, segs[:0])
+						for _, v := range segs {
+							a := wk.segs[v]
+							if a == nil {
+								a = newRetAgg(nc, r.periods)
+								wk.segs[v] = a
+							}
+							r.count(q, u, b, c, hit, a)
 						}
-						r.count(q, u, b, c, hit, a)
 					}
+				}
+				if !r.recurring {
+					return nil // first time ever: only the user's first birth counts
 				}
 			}
 			return nil

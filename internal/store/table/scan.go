@@ -434,26 +434,9 @@ func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
 		}
 		c.uend = i
 	}
-	for u := 1; u <= n; u++ {
-		sc.offs[u] += sc.offs[u-1]
-	}
-	total := int(sc.offs[n])
-	if total == 0 {
+	if sc.place(n) == 0 {
 		return nil
 	}
-	sc.times = slices.Grow(sc.times[:0], total)[:total]
-	sc.events = slices.Grow(sc.events[:0], total)[:total]
-	if sc.spec.Details {
-		sc.inserts = slices.Grow(sc.inserts[:0], total)[:total]
-		sc.received = slices.Grow(sc.received[:0], total)[:total]
-	}
-	for k := range sc.props {
-		sc.props[k] = slices.Grow(sc.props[k][:0], total)[:total]
-	}
-	for k := range sc.codes {
-		sc.codes[k] = slices.Grow(sc.codes[k][:0], total)[:total]
-	}
-	sc.pos = append(sc.pos[:0], sc.offs[:n]...)
 	for _, c := range sc.cur {
 		us := c.r.Users()
 		for i := c.ui; i < c.uend; i++ {
@@ -470,6 +453,33 @@ func (sc *scanner) chunk(lo, hi uint32, fn func(*Sequence) error) error {
 		}
 	}
 	return sc.visitChunk(lo, n, fn)
+}
+
+// place turns the chunk's per-user row counts in offs into offsets,
+// sizes the chunk's columns and sets pos to each user's first row; it
+// returns the chunk's row count.
+func (sc *scanner) place(n int) int {
+	for u := 1; u <= n; u++ {
+		sc.offs[u] += sc.offs[u-1]
+	}
+	total := int(sc.offs[n])
+	if total == 0 {
+		return 0
+	}
+	sc.times = slices.Grow(sc.times[:0], total)[:total]
+	sc.events = slices.Grow(sc.events[:0], total)[:total]
+	if sc.spec.Details {
+		sc.inserts = slices.Grow(sc.inserts[:0], total)[:total]
+		sc.received = slices.Grow(sc.received[:0], total)[:total]
+	}
+	for k := range sc.props {
+		sc.props[k] = slices.Grow(sc.props[k][:0], total)[:total]
+	}
+	for k := range sc.codes {
+		sc.codes[k] = slices.Grow(sc.codes[k][:0], total)[:total]
+	}
+	sc.pos = append(sc.pos[:0], sc.offs[:n]...)
+	return total
 }
 
 // visitChunk calls fn for each user of the gathered chunk.
@@ -593,32 +603,14 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 				}
 			}
 		}
-		i = e
-		c.ui = i
+		c.ui = e
 		if c.ui == len(us) && c.block >= 0 {
 			sc.release(c)
 		}
 	}
-	for u := 1; u <= n; u++ {
-		sc.offs[u] += sc.offs[u-1]
-	}
-	total := int(sc.offs[n])
-	if total == 0 {
+	if sc.place(n) == 0 {
 		return nil
 	}
-	sc.times = slices.Grow(sc.times[:0], total)[:total]
-	sc.events = slices.Grow(sc.events[:0], total)[:total]
-	if sc.spec.Details {
-		sc.inserts = slices.Grow(sc.inserts[:0], total)[:total]
-		sc.received = slices.Grow(sc.received[:0], total)[:total]
-	}
-	for k := range sc.props {
-		sc.props[k] = slices.Grow(sc.props[k][:0], total)[:total]
-	}
-	for k := range sc.codes {
-		sc.codes[k] = slices.Grow(sc.codes[k][:0], total)[:total]
-	}
-	sc.pos = append(sc.pos[:0], sc.offs[:n]...)
 	for r, u := range t.users {
 		d := sc.pos[u]
 		sc.pos[u]++
