@@ -303,6 +303,26 @@ func TestModel(t *testing.T) {
 				}
 				only = append(only, "never-seen")
 				compareRows(t, fmt.Sprintf("step %d filtered %v", step, only), scanAll(t, tb, 2, only...), wantOnly)
+				// A block scan reads the same rows, without gathering users.
+				var from, to int64
+				if len(want) > 0 {
+					from = want[r.IntN(len(want))].time
+					to = want[r.IntN(len(want))].time + 1
+					if to <= from {
+						from, to = to-1, from+1
+					}
+				}
+				var inRange []refRow
+				for _, row := range wantOnly {
+					if row.time >= from && (to == 0 || row.time < to) {
+						inRange = append(inRange, row)
+					}
+				}
+				if step%2 == 0 {
+					compareRows(t, fmt.Sprintf("step %d blocks", step), blocksAll(t, tb, 2, 0, 0, nil), canonical(want))
+					continue
+				}
+				compareRows(t, fmt.Sprintf("step %d blocks [%d, %d) %v", step, from, to, only), blocksAll(t, tb, 3, from, to, only), canonical(inRange))
 			}
 		})
 	}
@@ -425,4 +445,93 @@ func TestDisjointSegmentsNeedNoMerge(t *testing.T) {
 		t.Fatalf("%d segments after compaction, still planned %v", n, tb.NeedsCompaction())
 	}
 	compareRows(t, "merged", scanAll(t, tb, 0), expected(rows, nil, false))
+}
+
+// blocksAll reads the table back with ParallelBlocks: rows of the events
+// only (all when nil) in [from, to), without details, sorted canonically.
+func blocksAll(t *testing.T, tb *Table, workers int, from, to int64, only []string) []refRow {
+	t.Helper()
+	s := tb.Snapshot()
+	defer s.Release()
+	keys := s.Keys()
+	spec := ScanSpec{From: from, To: to, Codes: true}
+	for i := range keys {
+		spec.Keys = append(spec.Keys, uint32(i))
+	}
+	if only != nil {
+		spec.Events = []uint32{}
+		for _, name := range only {
+			if c, ok := s.EventCode(name); ok {
+				spec.Events = append(spec.Events, c)
+			}
+		}
+	}
+	perWorker := make([][]refRow, workers)
+	ids := tb.ids
+	err := s.ParallelBlocks(context.Background(), spec, workers, func(w int) func(*Block) error {
+		return func(b *Block) error {
+			times, err := b.Times()
+			if err != nil {
+				return err
+			}
+			if len(b.Users) == 0 || len(b.Users) != len(b.Ends) || int(b.Ends[len(b.Ends)-1]) != b.Len() {
+				return fmt.Errorf("block of %d rows has runs %v", b.Len(), b.Ends)
+			}
+			start := 0
+			for ri, u := range b.Users {
+				end := int(b.Ends[ri])
+				if end <= start {
+					return fmt.Errorf("empty run %d", ri)
+				}
+				for i := start; i < end; i++ {
+					if times[i] < b.Lo || times[i] >= b.Hi {
+						return fmt.Errorf("time %d outside the block's [%d, %d)", times[i], b.Lo, b.Hi)
+					}
+					if i > start && times[i] < times[i-1] {
+						return fmt.Errorf("user %d: times out of order", u)
+					}
+					r := refRow{user: ids.ID(u), time: times[i], event: s.Events()[b.Events[i]], props: map[string]string{}}
+					for k := range keys {
+						if c := b.Codes[k][i]; c != 0 {
+							v, err := b.Dicts[k][c-1].Decode()
+							if err != nil {
+								return err
+							}
+							r.props[keys[k]] = string(v.AppendJSON(nil))
+						}
+					}
+					perWorker[w] = append(perWorker[w], r)
+				}
+				start = end
+			}
+			return nil
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []refRow
+	for _, rs := range perWorker {
+		all = append(all, rs...)
+	}
+	return canonical(all)
+}
+
+// canonical drops what block scans do not read and sorts rows by content.
+func canonical(rows []refRow) []refRow {
+	type keyed struct {
+		key string
+		row refRow
+	}
+	ks := make([]keyed, len(rows))
+	for i, r := range rows {
+		r.insert, r.recv, r.seq = "", 0, 0
+		ks[i] = keyed{fmt.Sprint(r), r}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+	out := make([]refRow, len(rows))
+	for i, k := range ks {
+		out[i] = k.row
+	}
+	return out
 }

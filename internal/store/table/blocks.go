@@ -1,0 +1,401 @@
+package table
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/veil-analytics/veil/internal/store/enc"
+	"github.com/veil-analytics/veil/internal/store/segment"
+)
+
+// Block is the selected rows of one segment block, in stored order:
+// runs of one user, each in time order. A user's rows of other segments
+// come in other blocks, to any worker. Its slices are reused for the next
+// block: a visitor copies what it keeps.
+type Block struct {
+	// Users[r] is the user of run r, whose rows are [Ends[r-1], Ends[r])
+	// (run 0 starts at row 0).
+	Users []uint32
+	Ends  []int32
+	// Events and, with ScanSpec.Codes, Codes[k] (into Dicts[k], as in
+	// Sequence) of every row.
+	Events []uint32
+	Codes  [][]uint32
+	Dicts  [][]segment.Atom
+	// Lo and Hi bound the rows' times: [Lo, Hi).
+	Lo, Hi int64
+
+	w *blockWorker // for Times
+}
+
+// Len is the number of rows.
+func (b *Block) Len() int { return len(b.Events) }
+
+// Times decodes the rows' times, which a visitor that can tell their
+// buckets from Lo and Hi never needs.
+func (b *Block) Times() ([]int64, error) {
+	w := b.w
+	if w.timesOK {
+		return w.times, nil
+	}
+	if err := w.r.TimeBlock(&w.scratch, w.b, &w.timeBlk); err != nil {
+		return nil, err
+	}
+	w.times = w.times[:0]
+	if w.sel == nil {
+		for j := range b.Events {
+			w.times = append(w.times, w.timeBlk.At(j))
+		}
+	} else {
+		for _, j := range w.sel {
+			w.times = append(w.times, w.timeBlk.At(int(j)))
+		}
+	}
+	w.timesOK = true
+	return w.times, nil
+}
+
+// blockWorker is one goroutine's state of ParallelBlocks.
+type blockWorker struct {
+	s      *Snapshot
+	spec   ScanSpec
+	want   []uint8
+	blk    Block
+	index  []map[segment.Atom]uint32
+	remaps map[*segment.Reader][][]uint32
+
+	scratch segment.Scratch
+	r       *segment.Reader
+	b       int
+	events  []uint32
+	sel     []uint16 // the block's selected rows; nil for all of them
+	selBuf  []uint16
+	timeBlk enc.Int64Block
+	times   []int64
+	timesOK bool
+	codes   [][]uint32
+	raws    [][]segment.Atom
+}
+
+// blockTask is a range of one segment's blocks.
+type blockTask struct {
+	r      *segment.Reader
+	lo, hi int
+}
+
+// blocksPerTask keeps a task's decoding on one segment while giving
+// workers enough tasks to even out.
+const blocksPerTask = 8
+
+// ParallelBlocks visits the spec's rows one block at a time with workers
+// goroutines (0 = GOMAXPROCS), without gathering users: reports that add
+// up rows one at a time need no more. visit(w) gives worker w's function,
+// called by that worker alone; ScanSpec.UserLo, UserHi and Details are not
+// supported. The first error stops every worker.
+func (s *Snapshot) ParallelBlocks(ctx context.Context, spec ScanSpec, workers int, visit func(worker int) func(*Block) error) error {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	var tasks []blockTask
+	for _, p := range s.parts {
+		dayLo, dayHi := int64(p.day)*86_400_000, int64(p.day+1)*86_400_000
+		if dayHi <= spec.From || spec.To != 0 && dayLo >= spec.To {
+			continue
+		}
+		for _, h := range p.segs {
+			r := h.r
+			lo, hi := r.TimeRange()
+			if hi < spec.From || spec.To != 0 && lo >= spec.To || r.Rows() == 0 {
+				continue
+			}
+			for b := 0; b < r.Blocks(); {
+				e := min(b+blocksPerTask, r.Blocks())
+				tasks = append(tasks, blockTask{r: r, lo: b, hi: e})
+				b = e
+			}
+		}
+	}
+	var want []uint8
+	if spec.Events != nil {
+		want = make([]uint8, len(s.events)+1)
+		for _, e := range spec.Events {
+			if int(e) < len(s.events) {
+				want[e] = 1
+			}
+		}
+	}
+	var next atomic.Int64
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn := visit(w)
+			bw := &blockWorker{s: s, spec: spec, want: want, remaps: map[*segment.Reader][][]uint32{},
+				codes: make([][]uint32, len(spec.Keys)), raws: make([][]segment.Atom, len(spec.Keys))}
+			bw.blk.w = bw
+			if spec.Codes {
+				bw.blk.Codes = make([][]uint32, len(spec.Keys))
+				bw.blk.Dicts = make([][]segment.Atom, len(spec.Keys))
+				bw.index = make([]map[segment.Atom]uint32, len(spec.Keys))
+				for k := range bw.index {
+					bw.index[k] = map[segment.Atom]uint32{}
+				}
+			}
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(tasks)) {
+					return
+				}
+				if err := ctx.Err(); err != nil {
+					errs <- err
+					return
+				}
+				t := tasks[i]
+				for b := t.lo; b < t.hi; b++ {
+					if err := bw.block(t.r, b, fn); err != nil {
+						errs <- err
+						cancel()
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// block selects, decodes and visits block b of r.
+func (w *blockWorker) block(r *segment.Reader, b int, fn func(*Block) error) error {
+	spec := &w.spec
+	lo, hi := r.BlockTimeRange(b)
+	if hi < spec.From || spec.To != 0 && lo >= spec.To {
+		return nil
+	}
+	w.r, w.b, w.timesOK = r, b, false
+	var err error
+	if w.events, err = r.Events(&w.scratch, b, w.events); err != nil {
+		return err
+	}
+	n := len(w.events)
+	w.sel = nil
+	if w.want != nil {
+		sel := slices.Grow(w.selBuf[:0], n)[:n]
+		m := 0
+		want := w.want
+		for j, e := range w.events { // branch-free: most rows of a block are alike
+			sel[m] = uint16(j)
+			m += int(want[min(e, uint32(len(want)-1))])
+		}
+		w.sel, w.selBuf = sel[:m], sel
+		if m == 0 {
+			return nil
+		}
+	}
+	clipLo, clipHi := lo < spec.From, spec.To != 0 && hi >= spec.To
+	if clipLo || clipHi {
+		if err := r.TimeBlock(&w.scratch, b, &w.timeBlk); err != nil {
+			return err
+		}
+		if w.sel == nil {
+			w.sel = w.selBuf[:0]
+			for j := range n {
+				w.sel = append(w.sel, uint16(j))
+			}
+		}
+		kept := w.sel[:0]
+		for _, j := range w.sel {
+			if t := w.timeBlk.At(int(j)); t >= spec.From && (spec.To == 0 || t < spec.To) {
+				kept = append(kept, j)
+			}
+		}
+		w.sel = kept
+		w.selBuf = kept[:cap(kept)]
+		if len(w.sel) == 0 {
+			return nil
+		}
+	}
+	if len(w.s.erased) > 0 {
+		w.dropErased(r, b, n)
+		if w.sel != nil && len(w.sel) == 0 {
+			return nil
+		}
+	}
+	blk := &w.blk
+	blk.Lo, blk.Hi = max(lo, spec.From), hi+1
+	if spec.To != 0 {
+		blk.Hi = min(blk.Hi, spec.To)
+	}
+	w.runs(r, b, n)
+	if w.sel == nil {
+		blk.Events = w.events
+	} else {
+		blk.Events = blk.Events[:0]
+		for _, j := range w.sel {
+			blk.Events = append(blk.Events, w.events[j])
+		}
+	}
+	if spec.Codes {
+		for k, key := range spec.Keys {
+			if err := w.column(r, b, k, key); err != nil {
+				return err
+			}
+		}
+	}
+	return fn(blk)
+}
+
+// runs finds the users of the block's selected rows.
+func (w *blockWorker) runs(r *segment.Reader, b, n int) {
+	blk := &w.blk
+	blk.Users, blk.Ends = blk.Users[:0], blk.Ends[:0]
+	us := r.Users()
+	base := uint32(b * segment.BlockRows)
+	ri := sort.Search(len(us), func(i int) bool { return us[i].Start+us[i].N > base })
+	if w.sel == nil {
+		for end := base + uint32(n); ri < len(us) && us[ri].Start < end; ri++ {
+			blk.Users = append(blk.Users, us[ri].User)
+			blk.Ends = append(blk.Ends, int32(min(us[ri].Start+us[ri].N, end)-base))
+		}
+		return
+	}
+	cur := -1 // the entry of us of the last run
+	for i, j := range w.sel {
+		row := base + uint32(j)
+		for us[ri].Start+us[ri].N <= row {
+			ri++
+		}
+		if ri == cur {
+			continue
+		}
+		if cur >= 0 {
+			blk.Ends[len(blk.Ends)-1] = int32(i)
+		}
+		blk.Users = append(blk.Users, us[ri].User)
+		blk.Ends = append(blk.Ends, 0)
+		cur = ri
+	}
+	blk.Ends[len(blk.Ends)-1] = int32(len(w.sel))
+}
+
+// dropErased removes erased users' rows from the selection.
+func (w *blockWorker) dropErased(r *segment.Reader, b, n int) {
+	us := r.Users()
+	base := uint32(b * segment.BlockRows)
+	end := base + uint32(n)
+	ri := sort.Search(len(us), func(i int) bool { return us[i].Start+us[i].N > base })
+	any := false
+	for i := ri; i < len(us) && us[i].Start < end; i++ {
+		any = any || w.s.erased[us[i].User]
+	}
+	if !any {
+		return
+	}
+	if w.sel == nil {
+		w.sel = w.selBuf[:0]
+		for j := range n {
+			w.sel = append(w.sel, uint16(j))
+		}
+	}
+	kept := w.sel[:0]
+	for _, j := range w.sel {
+		row := base + uint32(j)
+		for us[ri].Start+us[ri].N <= row {
+			ri++
+		}
+		if !w.s.erased[us[ri].User] {
+			kept = append(kept, j)
+		}
+	}
+	w.sel = kept
+	w.selBuf = kept[:cap(kept)]
+}
+
+// column decodes property column k of the block as worker codes.
+func (w *blockWorker) column(r *segment.Reader, b, k int, key uint32) error {
+	blk := &w.blk
+	pb, err := r.Prop(&w.scratch, key, b, w.codes[k], w.raws[k])
+	if err != nil {
+		return err
+	}
+	out := blk.Codes[k][:0]
+	rows := len(blk.Events)
+	switch {
+	case pb.Codes != nil:
+		w.codes[k] = pb.Codes
+		remap, err := w.remap(r, k, key)
+		if err != nil {
+			return err
+		}
+		if w.sel == nil {
+			out = slices.Grow(out, rows)[:rows]
+			for j, c := range pb.Codes {
+				out[j] = remap[c]
+			}
+		} else {
+			for _, j := range w.sel {
+				out = append(out, remap[pb.Codes[j]])
+			}
+		}
+	case pb.Atoms != nil:
+		w.raws[k] = pb.Atoms
+		if w.sel == nil {
+			for _, a := range pb.Atoms {
+				out = append(out, w.intern(k, a))
+			}
+		} else {
+			for _, j := range w.sel {
+				out = append(out, w.intern(k, pb.Atoms[j]))
+			}
+		}
+	default:
+		out = slices.Grow(out, rows)[:rows]
+		clear(out)
+	}
+	blk.Codes[k] = out
+	return nil
+}
+
+// remap maps r's dictionary of column k to worker codes, on first use.
+func (w *blockWorker) remap(r *segment.Reader, k int, key uint32) ([]uint32, error) {
+	ms := w.remaps[r]
+	if ms == nil {
+		ms = make([][]uint32, len(w.spec.Keys))
+		w.remaps[r] = ms
+	}
+	if ms[k] == nil {
+		d, err := r.Dict(key)
+		if err != nil {
+			return nil, err
+		}
+		m := make([]uint32, len(d)+1)
+		for i, a := range d {
+			m[i+1] = w.intern(k, a)
+		}
+		ms[k] = m
+	}
+	return ms[k], nil
+}
+
+// intern returns the worker's code of a value of column k (0 for "").
+func (w *blockWorker) intern(k int, a segment.Atom) uint32 {
+	if a == "" {
+		return 0
+	}
+	if c, ok := w.index[k][a]; ok {
+		return c
+	}
+	w.blk.Dicts[k] = append(w.blk.Dicts[k], a)
+	c := uint32(len(w.blk.Dicts[k]))
+	w.index[k][a] = c
+	return c
+}
