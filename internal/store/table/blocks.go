@@ -129,6 +129,40 @@ func (s *Snapshot) ParallelBlocks(ctx context.Context, spec ScanSpec, workers in
 		}
 	}
 	var next atomic.Int64
+	return runWorkers(ctx, workers, func(ctx context.Context, w int) error {
+		fn := visit(w)
+		bw := &blockWorker{s: s, spec: spec, want: want, remaps: map[*segment.Reader][][]uint32{},
+			codes: make([][]uint32, len(spec.Keys)), raws: make([][]segment.Atom, len(spec.Keys))}
+		bw.blk.w = bw
+		if spec.Codes {
+			bw.blk.Codes = make([][]uint32, len(spec.Keys))
+			bw.blk.Dicts = make([][]segment.Atom, len(spec.Keys))
+			bw.index = make([]map[segment.Atom]uint32, len(spec.Keys))
+			for k := range bw.index {
+				bw.index[k] = map[segment.Atom]uint32{}
+			}
+		}
+		for {
+			i := next.Add(1) - 1
+			if i >= int64(len(tasks)) {
+				return nil
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			t := tasks[i]
+			for b := t.lo; b < t.hi; b++ {
+				if err := bw.block(t.r, b, fn); err != nil {
+					return err
+				}
+			}
+		}
+	})
+}
+
+// runWorkers runs fn on workers goroutines and returns the first error,
+// which cancels the others' context.
+func runWorkers(ctx context.Context, workers int, fn func(ctx context.Context, w int) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, workers)
@@ -137,35 +171,9 @@ func (s *Snapshot) ParallelBlocks(ctx context.Context, spec ScanSpec, workers in
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fn := visit(w)
-			bw := &blockWorker{s: s, spec: spec, want: want, remaps: map[*segment.Reader][][]uint32{},
-				codes: make([][]uint32, len(spec.Keys)), raws: make([][]segment.Atom, len(spec.Keys))}
-			bw.blk.w = bw
-			if spec.Codes {
-				bw.blk.Codes = make([][]uint32, len(spec.Keys))
-				bw.blk.Dicts = make([][]segment.Atom, len(spec.Keys))
-				bw.index = make([]map[segment.Atom]uint32, len(spec.Keys))
-				for k := range bw.index {
-					bw.index[k] = map[segment.Atom]uint32{}
-				}
-			}
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(len(tasks)) {
-					return
-				}
-				if err := ctx.Err(); err != nil {
-					errs <- err
-					return
-				}
-				t := tasks[i]
-				for b := t.lo; b < t.hi; b++ {
-					if err := bw.block(t.r, b, fn); err != nil {
-						errs <- err
-						cancel()
-						return
-					}
-				}
+			if err := fn(ctx, w); err != nil {
+				errs <- err
+				cancel()
 			}
 		}()
 	}
@@ -206,12 +214,7 @@ func (w *blockWorker) block(r *segment.Reader, b int, fn func(*Block) error) err
 		if err := r.TimeBlock(&w.scratch, b, &w.timeBlk); err != nil {
 			return err
 		}
-		if w.sel == nil {
-			w.sel = w.selBuf[:0]
-			for j := range n {
-				w.sel = append(w.sel, uint16(j))
-			}
-		}
+		w.selectAll(n)
 		kept := w.sel[:0]
 		for _, j := range w.sel {
 			if t := w.timeBlk.At(int(j)); t >= spec.From && (spec.To == 0 || t < spec.To) {
@@ -287,6 +290,17 @@ func (w *blockWorker) runs(r *segment.Reader, b, n int) {
 	blk.Ends[len(blk.Ends)-1] = int32(len(w.sel))
 }
 
+// selectAll makes the selection explicit: all n rows, unless some are
+// already left out.
+func (w *blockWorker) selectAll(n int) {
+	if w.sel == nil {
+		w.sel = w.selBuf[:0]
+		for j := range n {
+			w.sel = append(w.sel, uint16(j))
+		}
+	}
+}
+
 // dropErased removes erased users' rows from the selection.
 func (w *blockWorker) dropErased(r *segment.Reader, b, n int) {
 	us := r.Users()
@@ -300,12 +314,7 @@ func (w *blockWorker) dropErased(r *segment.Reader, b, n int) {
 	if !any {
 		return
 	}
-	if w.sel == nil {
-		w.sel = w.selBuf[:0]
-		for j := range n {
-			w.sel = append(w.sel, uint16(j))
-		}
-	}
+	w.selectAll(n)
 	kept := w.sel[:0]
 	for _, j := range w.sel {
 		row := base + uint32(j)

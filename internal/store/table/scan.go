@@ -864,37 +864,22 @@ func (s *Snapshot) ParallelScan(ctx context.Context, spec ScanSpec, workers int,
 	size := max((hi-lo+ranges-1)/ranges, 1)
 	step := s.step()
 	var next atomic.Uint32
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn := visit(w)
-			sc, err := s.newScanner(spec)
-			if err != nil {
-				errs <- err
-				cancel()
-				return
+	return runWorkers(ctx, workers, func(ctx context.Context, w int) error {
+		fn := visit(w)
+		sc, err := s.newScanner(spec)
+		if err != nil {
+			return err
+		}
+		for {
+			i := next.Add(1) - 1
+			from := uint64(lo) + uint64(i)*uint64(size)
+			if from >= uint64(hi) {
+				return nil
 			}
-			for {
-				i := next.Add(1) - 1
-				from := uint64(lo) + uint64(i)*uint64(size)
-				if from >= uint64(hi) {
-					return
-				}
-				to := min(from+uint64(size), uint64(hi))
-				if err := sc.runRange(ctx, uint32(from), uint32(to), step, fn); err != nil {
-					errs <- err
-					cancel()
-					return
-				}
+			to := min(from+uint64(size), uint64(hi))
+			if err := sc.runRange(ctx, uint32(from), uint32(to), step, fn); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
+		}
+	})
 }
