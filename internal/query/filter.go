@@ -325,6 +325,31 @@ func (cs *conds) matchEvent(q *scan.Sequence, i int) bool {
 	return true
 }
 
+// maskRows sets ok[i] to whether event i of q passes the event
+// conditions, for a worker's own conditions (see clone).
+func (cs *conds) maskRows(q *scan.Sequence, ok []bool) {
+	for i := range ok {
+		ok[i] = true
+	}
+	for _, c := range cs.ev {
+		if d := len(q.Dicts[c.col]) + 1; len(c.tab) < d { // codes never exceed the dictionary
+			c.tab = append(c.tab, make([]int8, d-len(c.tab))...)
+		}
+		tab := c.tab
+		for i, code := range q.Props[c.col][:len(ok)] {
+			r := tab[code]
+			if r == 0 {
+				r = 2
+				if c.matchValue(q.Value(c.col, i)) {
+					r = 1
+				}
+				tab[code] = r
+			}
+			ok[i] = ok[i] && r == 1
+		}
+	}
+}
+
 // clone gives a scan worker conditions of its own, which memoise.
 func (cs conds) clone() conds {
 	out := conds{user: cs.user, ev: make([]*cond, len(cs.ev))}

@@ -115,15 +115,24 @@ func TestGolden(t *testing.T) {
 			if c.name == "insights_threshold" {
 				env.MinGroupSize = 12
 			}
-			res, err := Run(context.Background(), src, env, c.kind, []byte(c.spec))
-			if err != nil {
-				t.Fatal(err)
+			var got []byte
+			// Insights answer from rows or from gathered users: the same.
+			for _, perUser := range []bool{false, true} {
+				env.perUserOnly = perUser
+				res, err := Run(context.Background(), src, env, c.kind, []byte(c.spec))
+				if err != nil {
+					t.Fatal(err)
+				}
+				js, err := json.MarshalIndent(res, "", "  ")
+				if err != nil {
+					t.Fatal(err)
+				}
+				js = append(js, '\n')
+				if got != nil && !bytes.Equal(got, js) {
+					t.Fatalf("the per-user pass answers otherwise than the row pass: %s", firstDiff(got, js))
+				}
+				got = js
 			}
-			got, err := json.MarshalIndent(res, "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, '\n')
 			file := filepath.Join("testdata", "golden", c.name+".json")
 			if *updateGolden {
 				if err := os.WriteFile(file, got, 0o644); err != nil {

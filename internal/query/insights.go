@@ -208,6 +208,11 @@ type cell struct {
 	stamp  []uint64    // the user who last touched each bucket
 	cur    []float64   // that user's running count or sum
 	dist   []int64     // distribution buckets
+	// The row pass's users: a worker's sets, and after merging, every
+	// worker's sets per bucket.
+	sets  []idSet
+	parts [][]*idSet
+	gen   uint64 // the row pass's run that last touched the cell
 }
 
 func newCell(key string, nb int, se *series) *cell {
@@ -251,6 +256,19 @@ func (c *cell) merge(o *cell) {
 	for i := range c.dist {
 		c.dist[i] += o.dist[i]
 	}
+	if o.sets != nil || o.parts != nil {
+		if c.parts == nil {
+			c.parts = make([][]*idSet, len(c.events))
+		}
+		for b := range c.parts {
+			if o.sets != nil {
+				c.parts[b] = append(c.parts[b], &o.sets[b])
+			}
+			if o.parts != nil {
+				c.parts[b] = append(c.parts[b], o.parts[b]...)
+			}
+		}
+	}
 }
 
 // insWorker is one scan worker's cells.
@@ -279,6 +297,17 @@ type insWorker struct {
 	maskC   []*cell
 	maskGen []uint64
 	maskBs  []int
+
+	// The row pass (see insights_rows.go): the current user and their
+	// context; per batch, the rows passing the global event conditions,
+	// and per run, the user's profile and whether they pass the global
+	// user conditions.
+	rows     bool
+	user     uint64
+	uc       userCtx
+	pass     []bool
+	runOK    []bool
+	runProps [][]scan.Value
 }
 
 type touch struct {
@@ -286,10 +315,12 @@ type touch struct {
 	b int
 }
 
-// passResult is one scan's cells merged by key, and the workers' masks.
+// passResult is one scan's cells merged by key, and the workers' masks
+// (or, from a row pass, the cells' user sets).
 type passResult struct {
 	cells   []map[string]*cell
 	workers []*insWorker
+	rows    bool
 }
 
 func (in *insights) run(s *session, w window) (*InsightsResult, error) {
@@ -300,7 +331,12 @@ func (in *insights) run(s *session, w window) (*InsightsResult, error) {
 	if cells := bk.n() * len(in.series); cells > s.env.maxCells() {
 		return nil, &TooLargeError{Cells: cells, Max: s.env.maxCells()}
 	}
-	pr, err := in.pass(s, w, bk, nil)
+	var pr passResult
+	if in.rowsFit(s) {
+		pr, err = in.rowPass(s, w, bk)
+	} else {
+		pr, err = in.pass(s, w, bk, nil)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -354,6 +390,9 @@ func (in *insights) run(s *session, w window) (*InsightsResult, error) {
 // its uniques come from the user masks, and no measure needs a user's
 // values across segments.
 func (in *insights) foldable(pr passResult) bool {
+	if pr.rows {
+		return true // users from sets; no per-user measures
+	}
 	for si, se := range in.series {
 		if se.measure == "per_user" || se.measure == "distribution" {
 			return false
@@ -381,6 +420,14 @@ func (in *insights) foldOther(pr passResult, keep map[string]bool, nb int) []map
 				continue
 			}
 			other.merge(c)
+		}
+		if pr.rows {
+			var dc distinctCounter
+			for b := range other.parts { // none when nothing was folded
+				other.users[b] = dc.count(other.parts[b])
+			}
+			out[si][otherKey] = other
+			continue
 		}
 		copy(other.users, other.single)
 		for _, iw := range pr.workers {
@@ -418,33 +465,45 @@ func (in *insights) pass(s *session, w window, bk *buckets, keep map[string]bool
 	}
 	req := scan.Request{From: w.From, To: w.To, Events: eventFilter(steps...)}
 	var workers perWorker[*insWorker]
-	nb := bk.n() + 1
 	err := s.scan(req, func(int) func(*scan.Sequence, *userCtx) error {
-		iw := &insWorker{in: in, bk: bk, fold: keep, global: in.global.clone(),
-			cells: make([]map[string]*cell, len(in.series)), byID: make([][]*cell, len(in.series)),
-			multi: make([][]map[uint64]int64, len(in.series)), overflow: make([]bool, len(in.series)),
-			segs: make([][]scan.Value, len(in.bds)), byCode: make([][]*cell, len(in.series)),
-			mask: make([]uint64, nb), maskN: make([]int32, nb), maskC: make([]*cell, nb), maskGen: make([]uint64, nb)}
-		for i, se := range in.series {
-			cp := *se
-			cp.st = se.st.clone()
-			iw.series = append(iw.series, &cp)
-			iw.cells[i] = map[string]*cell{}
-			iw.multi[i] = make([]map[uint64]int64, nb)
-			for b := range iw.multi[i] {
-				iw.multi[i][b] = map[uint64]int64{}
-			}
-		}
+		iw := in.newWorker(bk, keep)
 		workers.add(iw)
 		return iw.visit
 	})
 	if err != nil {
 		return passResult{}, err
 	}
+	return in.merge(workers.vals, bk.n()+1), nil
+}
+
+// newWorker makes a scan worker's state; keep, when not nil, folds the
+// segments it does not hold into $other.
+func (in *insights) newWorker(bk *buckets, keep map[string]bool) *insWorker {
+	nb := bk.n() + 1
+	iw := &insWorker{in: in, bk: bk, fold: keep, global: in.global.clone(),
+		cells: make([]map[string]*cell, len(in.series)), byID: make([][]*cell, len(in.series)),
+		multi: make([][]map[uint64]int64, len(in.series)), overflow: make([]bool, len(in.series)),
+		segs: make([][]scan.Value, len(in.bds)), byCode: make([][]*cell, len(in.series)),
+		mask: make([]uint64, nb), maskN: make([]int32, nb), maskC: make([]*cell, nb), maskGen: make([]uint64, nb)}
+	for i, se := range in.series {
+		cp := *se
+		cp.st = se.st.clone()
+		iw.series = append(iw.series, &cp)
+		iw.cells[i] = map[string]*cell{}
+		iw.multi[i] = make([]map[uint64]int64, nb)
+		for b := range iw.multi[i] {
+			iw.multi[i][b] = map[uint64]int64{}
+		}
+	}
+	return iw
+}
+
+// merge adds up the workers' cells by key.
+func (in *insights) merge(workers []*insWorker, nb int) passResult {
 	out := make([]map[string]*cell, len(in.series))
 	for i := range out {
 		out[i] = map[string]*cell{}
-		for _, iw := range workers.vals {
+		for _, iw := range workers {
 			for k, c := range iw.cells[i] {
 				if k != c.key {
 					continue // a value folded into $other
@@ -459,7 +518,7 @@ func (in *insights) pass(s *session, w window, bk *buckets, keep map[string]bool
 			}
 		}
 	}
-	return passResult{cells: out, workers: workers.vals}, nil
+	return passResult{cells: out, workers: workers}
 }
 
 // segKey encodes breakdown values as one map key.
@@ -623,6 +682,9 @@ func (iw *insWorker) newCellFor(si int, se *series, key string) *cell {
 		return c
 	}
 	c := newCell(key, iw.bk.n()+1, se)
+	if iw.rows {
+		c.sets = make([]idSet, iw.bk.n()+1)
+	}
 	c.id = len(iw.byID[si])
 	iw.byID[si] = append(iw.byID[si], c)
 	iw.cells[si][key] = c
@@ -659,6 +721,10 @@ func kindOf(measure string) measureKind {
 
 // add counts event i of q in bucket b and in the range total of c.
 func (iw *insWorker) add(se *series, c *cell, q *scan.Sequence, i, b, nb int) {
+	if iw.rows {
+		iw.addRow(se, c, q, i, b, nb)
+		return
+	}
 	if se.kind == mCount {
 		if c.stamp[b] != iw.gen {
 			c.stamp[b] = iw.gen

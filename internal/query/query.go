@@ -41,6 +41,9 @@ type Env struct {
 	Workers int
 	// MaxCells bounds a result's size in cells (0: 1,000,000).
 	MaxCells int
+
+	// perUserOnly keeps reports off row passes (tests compare both).
+	perUserOnly bool
 }
 
 func (e *Env) now() time.Time {
@@ -130,6 +133,16 @@ func (s *userSet) add(u uint64) {
 		s.more = map[uint64]bool{}
 	}
 	s.more[u] = true
+}
+
+func (s *userSet) del(u uint64) {
+	if u < denseUsers {
+		if w := int(u >> 6); w < len(s.bits) {
+			s.bits[w] &^= 1 << (u & 63)
+		}
+		return
+	}
+	delete(s.more, u)
 }
 
 func (s *userSet) has(u uint64) bool {

@@ -438,9 +438,9 @@ type refCase struct {
 	spec any
 }
 
-func (c *refCase) run(workers int) (any, error) {
+func (c *refCase) run(workers int, perUserOnly bool) (any, error) {
 	env := c.env
-	env.Workers = workers
+	env.Workers, env.perUserOnly = workers, perUserOnly
 	if len(c.cs) > 0 {
 		env.Cohorts = c.cs
 	}
@@ -2459,8 +2459,16 @@ func refP[T any](v T) *T { return &v }
 
 func (c *refCase) check() []string {
 	var d refDiffs
-	for _, workers := range []int{1, 4} {
-		got, err := c.run(workers)
+	// Insights answer from rows or from gathered users: both are checked.
+	for _, m := range []struct {
+		workers int
+		perUser bool
+	}{{1, false}, {4, false}, {4, true}} {
+		workers := m.workers
+		if m.perUser && c.kind != "insights" {
+			continue
+		}
+		got, err := c.run(workers, m.perUser)
 		if err != nil {
 			return []string{fmt.Sprintf("workers %d: engine error: %v", workers, err)}
 		}
@@ -2479,7 +2487,7 @@ func (c *refCase) check() []string {
 		}
 		if len(d.list) > 0 {
 			for i := range d.list {
-				d.list[i] = fmt.Sprintf("workers %d: %s", workers, d.list[i])
+				d.list[i] = fmt.Sprintf("workers %d (per-user pass %v): %s", workers, m.perUser, d.list[i])
 			}
 			return d.list
 		}
@@ -2763,7 +2771,7 @@ func refHand(t *testing.T, c *refCase) any {
 	if c.env.TimeZone == "" {
 		c.env.TimeZone = "UTC"
 	}
-	got, err := c.run(2)
+	got, err := c.run(2, false)
 	if err != nil {
 		t.Fatalf("engine: %v", err)
 	}

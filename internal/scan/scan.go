@@ -61,3 +61,37 @@ type Source interface {
 	// Close releases what the source pins (files, memory).
 	Close() error
 }
+
+// Rows are a batch of events in stored order, not gathered by user: runs
+// of one user's events, each in time order. The user's other events come
+// in other batches, on any worker, in any order. Its slices belong to the
+// scan and are reused for the next batch.
+type Rows struct {
+	// Users[r] is the user of run r, whose events are [Ends[r-1], Ends[r])
+	// (run 0 starts at 0).
+	Users []uint64
+	Ends  []int
+	// Seq holds the events of every run: Events, Props and Dicts as in a
+	// Sequence; Times stays nil until LoadTimes; Seq.User is not used.
+	Seq Sequence
+	// Lo and Hi bound the events' times: [Lo, Hi).
+	Lo, Hi int64
+	// LoadTimes sets Seq.Times: a visitor that can tell the buckets of
+	// the events from Lo and Hi never pays for them.
+	LoadTimes func() error
+}
+
+// Len is the number of events.
+func (r *Rows) Len() int { return len(r.Seq.Events) }
+
+// RowSource is a Source that can also hand out its events in batches of
+// Rows, skipping the per-user gather of Scan: what reports that add up
+// events one at a time (counts, sums, distinct users by set) need.
+type RowSource interface {
+	Source
+	// ScanRows calls visit once per worker, then that worker's function
+	// for every batch of events in the request's time range (of the
+	// request's events only, when it names them). The first error stops
+	// the scan and is returned.
+	ScanRows(ctx context.Context, req Request, visit func(worker int) func(*Rows) error) error
+}

@@ -21,7 +21,7 @@ type Source struct {
 	close   func() error
 }
 
-var _ scan.Source = (*Source)(nil)
+var _ scan.RowSource = (*Source)(nil)
 
 // Source opens project's events for the report engines.
 func (s *Store) Source(project int64) (*Source, error) {
@@ -52,11 +52,12 @@ func OpenSource(dataDir string, project int64) (*Source, error) {
 // Events are the project's event names.
 func (src *Source) Events() []string { return src.snap.Events() }
 
-// Scan runs the report engines' per-user scan (see scan.Source).
-func (src *Source) Scan(ctx context.Context, req scan.Request, visit func(worker int) func(*scan.Sequence) error) error {
+// scanSpec is the table scan of a request: its property columns by code,
+// and where each requested property is among them (-1: the table never
+// saw the property, which is then always absent).
+func (src *Source) scanSpec(req scan.Request) (table.ScanSpec, []int) {
 	spec := table.ScanSpec{From: req.From, To: req.To, Events: req.Events, Codes: true}
-	// A property the table never saw has no column: always absent.
-	col := make([]int, len(req.Props)) // index into spec.Keys, -1 for none
+	col := make([]int, len(req.Props))
 	for i, p := range req.Props {
 		col[i] = -1
 		if code, ok := src.snap.KeyCode(p); ok {
@@ -64,22 +65,63 @@ func (src *Source) Scan(ctx context.Context, req scan.Request, visit func(worker
 			spec.Keys = append(spec.Keys, code)
 		}
 	}
+	return spec, col
+}
+
+// setProps points props and dicts at the table's columns, and at absent
+// for the properties without one.
+func setProps(props [][]uint32, dicts [][]scan.Value, col []int, codes [][]uint32, tdicts [][]scan.Value, n int, absent *[]uint32) {
+	for i, c := range col {
+		if c >= 0 {
+			props[i], dicts[i] = codes[c], tdicts[c]
+			continue
+		}
+		if cap(*absent) < n {
+			*absent = make([]uint32, n)
+		}
+		props[i] = (*absent)[:n]
+	}
+}
+
+// Scan runs the report engines' per-user scan (see scan.Source).
+func (src *Source) Scan(ctx context.Context, req scan.Request, visit func(worker int) func(*scan.Sequence) error) error {
+	spec, col := src.scanSpec(req)
 	return src.snap.ParallelScan(ctx, spec, req.Workers, func(w int) func(*table.Sequence) error {
 		fn := visit(w)
 		out := &scan.Sequence{Props: make([][]uint32, len(req.Props)), Dicts: make([][]scan.Value, len(req.Props))}
 		var absent []uint32
 		return func(q *table.Sequence) error {
 			out.User, out.Times, out.Events = uint64(q.User), q.Times, q.Events
-			for i, c := range col {
-				if c >= 0 {
-					out.Props[i], out.Dicts[i] = q.Codes[c], q.Dicts[c]
-					continue
-				}
-				if cap(absent) < len(q.Times) {
-					absent = make([]uint32, len(q.Times))
-				}
-				out.Props[i] = absent[:len(q.Times)]
+			setProps(out.Props, out.Dicts, col, q.Codes, q.Dicts, len(q.Times), &absent)
+			return fn(out)
+		}
+	})
+}
+
+// ScanRows hands out the project's events block by block, in user runs
+// (see scan.RowSource).
+func (src *Source) ScanRows(ctx context.Context, req scan.Request, visit func(worker int) func(*scan.Rows) error) error {
+	spec, col := src.scanSpec(req)
+	return src.snap.ParallelBlocks(ctx, spec, req.Workers, func(w int) func(*table.Block) error {
+		fn := visit(w)
+		out := &scan.Rows{Seq: scan.Sequence{Props: make([][]uint32, len(req.Props)), Dicts: make([][]scan.Value, len(req.Props))}}
+		var absent []uint32
+		var blk *table.Block
+		out.LoadTimes = func() error {
+			times, err := blk.Times()
+			out.Seq.Times = times
+			return err
+		}
+		return func(b *table.Block) error {
+			blk = b
+			out.Users, out.Ends = out.Users[:0], out.Ends[:0]
+			for r, u := range b.Users {
+				out.Users = append(out.Users, uint64(u))
+				out.Ends = append(out.Ends, int(b.Ends[r]))
 			}
+			out.Seq.Times, out.Seq.Events = nil, b.Events
+			out.Lo, out.Hi = b.Lo, b.Hi
+			setProps(out.Seq.Props, out.Seq.Dicts, col, b.Codes, b.Dicts, b.Len(), &absent)
 			return fn(out)
 		}
 	})
