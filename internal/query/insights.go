@@ -303,11 +303,19 @@ type insWorker struct {
 	// and per run, the user's profile and whether they pass the global
 	// user conditions.
 	rows     bool
+	same     []int // per series, an earlier one with the same cells, or -1
 	user     uint64
 	uc       userCtx
 	pass     []bool
 	runOK    []bool
 	runProps [][]scan.Value
+	// countRows's per-code counts, run stamps and lists, and codes of
+	// zeros for series without breakdowns.
+	hist         []int64
+	seen         []uint64
+	touchedCodes []uint32
+	runCodes     []uint32
+	zeros        []uint32
 }
 
 type touch struct {
@@ -423,9 +431,7 @@ func (in *insights) foldOther(pr passResult, keep map[string]bool, nb int) []map
 		}
 		if pr.rows {
 			var dc distinctCounter
-			for b := range other.parts { // none when nothing was folded
-				other.users[b] = dc.count(other.parts[b])
-			}
+			countUsers(&dc, other, nb-1)
 			out[si][otherKey] = other
 			continue
 		}
@@ -722,7 +728,7 @@ func kindOf(measure string) measureKind {
 // add counts event i of q in bucket b and in the range total of c.
 func (iw *insWorker) add(se *series, c *cell, q *scan.Sequence, i, b, nb int) {
 	if iw.rows {
-		iw.addRow(se, c, q, i, b, nb)
+		iw.addRow(se, c, q, i, b)
 		return
 	}
 	if se.kind == mCount {

@@ -1,7 +1,9 @@
 package query
 
 import (
+	"maps"
 	"math/bits"
+	"reflect"
 	"slices"
 
 	"github.com/veil-analytics/veil/internal/scan"
@@ -117,27 +119,74 @@ func (in *insights) rowPass(s *session, w window, bk *buckets) (passResult, erro
 		steps[i] = se.st
 	}
 	req := scan.Request{From: w.From, To: w.To, Events: eventFilter(steps...), Props: s.plan.props, Workers: s.env.workers()}
+	// Series counting the same events (total and unique of one event,
+	// say) share their cells: only the first is counted.
+	same := make([]int, len(in.series))
+	for i, se := range in.series {
+		same[i] = -1
+		for j := range i {
+			if se.kind == mCount && in.series[j].kind == mCount && reflect.DeepEqual(se.spec.Step, in.series[j].spec.Step) {
+				same[i] = j
+				break
+			}
+		}
+	}
 	var workers perWorker[*insWorker]
 	err := s.src.(scan.RowSource).ScanRows(s.ctx, req, func(int) func(*scan.Rows) error {
 		iw := in.newWorker(bk, nil)
-		iw.rows = true
+		iw.rows, iw.same = true, same
 		workers.add(iw)
 		return func(rs *scan.Rows) error { return iw.visitRows(s, rs) }
 	})
 	if err != nil {
 		return passResult{}, err
 	}
-	pr := in.merge(workers.vals, bk.n()+1)
+	nb := bk.n()
+	pr := in.merge(workers.vals, nb+1)
 	pr.rows = true
 	var dc distinctCounter
-	for _, m := range pr.cells {
+	for si, m := range pr.cells {
+		if same[si] >= 0 {
+			pr.cells[si] = maps.Clone(pr.cells[same[si]]) // read-only from here on
+			continue
+		}
 		for _, c := range m {
-			for b := range c.users {
-				c.users[b] = dc.count(c.parts[b])
-			}
+			rangeOf(in.series[si], c, nb)
+			countUsers(&dc, c, nb)
 		}
 	}
 	return pr, nil
+}
+
+// rangeOf fills the range column nb of a row pass's cell, which adds
+// events to their bucket only.
+func rangeOf(se *series, c *cell, nb int) {
+	for b := range nb {
+		c.events[nb] += c.events[b]
+		switch se.kind {
+		case mSum:
+			c.sum[nb] += c.sum[b]
+		case mMinMax:
+			c.min[nb] = min(c.min[nb], c.min[b])
+			c.max[nb] = max(c.max[nb], c.max[b])
+		case mValues:
+			c.vals[nb] = append(c.vals[nb], c.vals[b]...)
+		}
+	}
+}
+
+// countUsers counts a row pass's cell's users per bucket, and over the
+// range as the union of the buckets.
+func countUsers(dc *distinctCounter, c *cell, nb int) {
+	if c.parts == nil {
+		return // nothing was added to it
+	}
+	var all []*idSet
+	for b := range nb {
+		c.users[b] = dc.count(c.parts[b])
+		all = append(all, c.parts[b]...)
+	}
+	c.users[nb] = dc.count(all)
 }
 
 // visitRows adds a batch of rows to the worker's cells.
@@ -175,7 +224,7 @@ func (iw *insWorker) visitRows(s *session, rs *scan.Rows) error {
 	}
 	simple := len(in.bds) == 1 && !in.bds[0].perUser()
 	for si, se := range iw.series {
-		if se.st.none {
+		if se.st.none || iw.same[si] >= 0 {
 			continue
 		}
 		if one && se.kind == mCount && len(se.st.ev) == 0 && (len(in.bds) == 0 || simple) {
@@ -233,26 +282,34 @@ func (iw *insWorker) visitRows(s *session, rs *scan.Rows) error {
 
 // countRows is visitRows for a series that counts events and users of
 // unfiltered events (or of the global filter's) in one bucket b, with at
-// most one breakdown by an event property: what dashboards ask most.
+// most one breakdown by an event property: what dashboards ask most. It
+// counts by value code in flat arrays and finds the cells once a run.
 func (iw *insWorker) countRows(si int, se *series, rs *scan.Rows, pass []bool, b int) {
 	in := iw.in
 	q := &rs.Seq
-	nb := iw.bk.n()
-	var codes []uint32
-	byCode := iw.byCode[si]
+	n := rs.Len()
+	codes := iw.zeros[:0]
 	col := -1
 	if len(in.bds) == 1 {
 		col = in.bds[0].col
-		codes = q.Props[col][:rs.Len()]
-		if d := len(q.Dicts[col]) + 1; len(byCode) < d { // codes never exceed the dictionary
-			byCode = append(byCode, make([]*cell, d-len(byCode))...)
-			iw.byCode[si] = byCode
-		}
+		codes = q.Props[col][:n]
+	} else {
+		codes = slices.Grow(codes, n)[:n] // every event in the one cell
+		iw.zeros = codes
 	}
-	evs := q.Events[:rs.Len()]
+	d := 1
+	if col >= 0 {
+		d = len(q.Dicts[col]) + 1 // codes never exceed the dictionary
+	}
+	if len(iw.hist) < d {
+		iw.hist = append(iw.hist, make([]int64, d-len(iw.hist))...)
+		iw.seen = append(iw.seen, make([]uint64, d-len(iw.seen))...)
+	}
+	hist, seen := iw.hist[:d], iw.seen[:d]
+	evs := q.Events[:n]
 	code, any := se.st.code, se.st.any
 	u := &iw.uc
-	var only *cell // without breakdowns
+	touched := iw.touchedCodes[:0] // codes counted in the batch
 	start := 0
 	for r, user := range rs.Users {
 		end := rs.Ends[r]
@@ -269,37 +326,73 @@ func (iw *insWorker) countRows(si int, se *series, rs *scan.Rows, pass []bool, b
 		}
 		iw.gen++
 		gen := iw.gen
+		runCodes := len(iw.runCodes)
+		// A run mostly repeats one value: count repeats in a register.
+		prev, reps := uint32(0), int64(0)
+		flush := func() {
+			if reps == 0 {
+				return
+			}
+			if hist[prev] == 0 {
+				touched = append(touched, prev)
+			}
+			hist[prev] += reps
+			if seen[prev] != gen {
+				seen[prev] = gen
+				iw.runCodes = append(iw.runCodes, prev)
+			}
+		}
 		for i := start; i < end; i++ {
 			if !any && evs[i] != code || pass != nil && !pass[i] {
 				continue
 			}
-			var c *cell
-			if col >= 0 {
-				if c = byCode[codes[i]]; c == nil {
-					c = iw.cellFor(si, se, string(segmentValue(q.Value(col, i))))
-					byCode[codes[i]] = c
-				}
-			} else {
-				if only == nil {
-					only = iw.cellFor(si, se, "")
-				}
-				c = only
+			if h := codes[i]; h != prev {
+				flush()
+				prev, reps = h, 0
 			}
-			c.events[b]++
-			c.events[nb]++
-			if c.gen != gen { // the run's first event of the cell
-				c.gen = gen
-				c.sets[b].add(user)
-				c.sets[nb].add(user)
-			}
+			reps++
 		}
+		flush()
+		for _, h := range iw.runCodes[runCodes:] {
+			iw.codeCell(si, se, q, col, h).sets[b].add(user)
+		}
+		iw.runCodes = iw.runCodes[:runCodes]
 		start = end
 	}
+	for _, h := range touched {
+		iw.codeCell(si, se, q, col, h).events[b] += hist[h]
+		hist[h] = 0
+	}
+	iw.touchedCodes = touched
 }
 
-// addRow is add for the row pass: the user joins the cell's sets of b and
-// of the range.
-func (iw *insWorker) addRow(se *series, c *cell, q *scan.Sequence, i, b, nb int) {
+// codeCell is the series' cell of value code h of column col (-1: the
+// one cell without breakdowns).
+func (iw *insWorker) codeCell(si int, se *series, q *scan.Sequence, col int, h uint32) *cell {
+	byCode := iw.byCode[si]
+	if int(h) >= len(byCode) {
+		byCode = append(byCode, make([]*cell, int(h)+1-len(byCode))...)
+		iw.byCode[si] = byCode
+	}
+	if c := byCode[h]; c != nil {
+		return c
+	}
+	key := ""
+	if col >= 0 {
+		var v scan.Value // absent for code 0
+		if h != 0 {
+			v = q.Dicts[col][h-1]
+		}
+		key = string(segmentValue(v))
+	}
+	c := iw.cellFor(si, se, key)
+	byCode[h] = c
+	return c
+}
+
+// addRow is add for the row pass: the user joins the cell's set of b. The
+// range column is made of the buckets' after the scan (see rangeOf).
+func (iw *insWorker) addRow(se *series, c *cell, q *scan.Sequence, i, b int) {
 	var x float64
 	if se.col >= 0 {
 		var ok bool
@@ -307,17 +400,15 @@ func (iw *insWorker) addRow(se *series, c *cell, q *scan.Sequence, i, b, nb int)
 			return // aggregates of a property skip events without a number
 		}
 	}
-	for _, bb := range [2]int{b, nb} {
-		c.sets[bb].add(iw.user)
-		c.events[bb]++
-		switch se.kind {
-		case mSum:
-			c.sum[bb] += x
-		case mMinMax:
-			c.min[bb] = min(c.min[bb], x)
-			c.max[bb] = max(c.max[bb], x)
-		case mValues:
-			c.vals[bb] = append(c.vals[bb], x)
-		}
+	c.sets[b].add(iw.user)
+	c.events[b]++
+	switch se.kind {
+	case mSum:
+		c.sum[b] += x
+	case mMinMax:
+		c.min[b] = min(c.min[b], x)
+		c.max[b] = max(c.max[b], x)
+	case mValues:
+		c.vals[b] = append(c.vals[b], x)
 	}
 }
