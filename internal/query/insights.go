@@ -757,15 +757,8 @@ func (iw *insWorker) add(se *series, c *cell, q *scan.Sequence, i, b, nb int) {
 			c.stamp[bb] = iw.gen
 			iw.touched = append(iw.touched, touch{c, bb})
 		}
-		c.events[bb]++
+		c.addValue(se.kind, bb, x)
 		switch se.kind {
-		case mSum:
-			c.sum[bb] += x
-		case mMinMax:
-			c.min[bb] = min(c.min[bb], x)
-			c.max[bb] = max(c.max[bb], x)
-		case mValues:
-			c.vals[bb] = append(c.vals[bb], x)
 		case mPerUser:
 			if se.col < 0 {
 				c.cur[bb]++
@@ -775,6 +768,21 @@ func (iw *insWorker) add(se *series, c *cell, q *scan.Sequence, i, b, nb int) {
 		case mDist:
 			c.cur[bb]++
 		}
+	}
+}
+
+// addValue counts an event of value x (0 without a property) in bucket
+// b, for the measures of values across events.
+func (c *cell) addValue(kind measureKind, b int, x float64) {
+	c.events[b]++
+	switch kind {
+	case mSum:
+		c.sum[b] += x
+	case mMinMax:
+		c.min[b] = min(c.min[b], x)
+		c.max[b] = max(c.max[b], x)
+	case mValues:
+		c.vals[b] = append(c.vals[b], x)
 	}
 }
 

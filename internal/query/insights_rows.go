@@ -401,14 +401,5 @@ func (iw *insWorker) addRow(se *series, c *cell, q *scan.Sequence, i, b int) {
 		}
 	}
 	c.sets[b].add(iw.user)
-	c.events[b]++
-	switch se.kind {
-	case mSum:
-		c.sum[b] += x
-	case mMinMax:
-		c.min[b] = min(c.min[b], x)
-		c.max[b] = max(c.max[b], x)
-	case mValues:
-		c.vals[b] = append(c.vals[b], x)
-	}
+	c.addValue(se.kind, b, x)
 }
