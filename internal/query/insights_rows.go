@@ -5,6 +5,8 @@ import (
 	"math/bits"
 	"reflect"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/veil-analytics/veil/internal/scan"
 )
@@ -51,47 +53,93 @@ func (s *idSet) add(u uint64) {
 // distinctCounter counts the users of a union of sets; it keeps its
 // scratch bitmap between counts.
 type distinctCounter struct {
-	acc userSet
+	bits []uint64
+	more map[uint64]bool // keys beyond the dense range
+}
+
+// fit sizes the bitmap for the sets' dense keys.
+func (d *distinctCounter) fit(sets []*idSet) {
+	words := 0
+	for _, s := range sets {
+		if s.bits != nil {
+			words = max(words, len(s.bits.bits))
+		} else if len(s.ids) > 0 {
+			words = max(words, int(min(s.max, denseUsers-1)>>6)+1)
+		}
+	}
+	if words > len(d.bits) {
+		d.bits = append(d.bits, make([]uint64, words-len(d.bits))...)
+	}
 }
 
 func (d *distinctCounter) count(sets []*idSet) int64 {
+	d.fit(sets)
+	bm := d.bits
 	dense := false
 	for _, s := range sets {
 		dense = dense || s.bits != nil
 	}
+	var n int64
 	if !dense {
-		var n int64
 		for _, s := range sets {
 			for _, u := range s.ids {
-				if !d.acc.has(u) {
-					d.acc.add(u)
+				if u >= denseUsers {
+					n += d.addMore(u)
+					continue
+				}
+				w, bit := u>>6, uint64(1)<<(u&63)
+				if bm[w]&bit == 0 {
+					bm[w] |= bit
 					n++
 				}
 			}
 		}
 		for _, s := range sets { // clear what was set, not the whole bitmap
 			for _, u := range s.ids {
-				d.acc.del(u)
+				if u < denseUsers {
+					bm[u>>6] = 0
+				}
 			}
 		}
+		d.more = nil
 		return n
 	}
 	for _, s := range sets {
 		if s.bits != nil {
-			d.acc.merge(s.bits)
+			for i, w := range s.bits.bits {
+				bm[i] |= w
+			}
+			for u := range s.bits.more {
+				n += d.addMore(u)
+			}
 			continue
 		}
 		for _, u := range s.ids {
-			d.acc.add(u)
+			if u >= denseUsers {
+				n += d.addMore(u)
+				continue
+			}
+			bm[u>>6] |= 1 << (u & 63)
 		}
 	}
-	n := int64(len(d.acc.more))
-	for _, w := range d.acc.bits {
+	for _, w := range bm {
 		n += int64(bits.OnesCount64(w))
 	}
-	clear(d.acc.bits)
-	d.acc.more = nil
+	clear(bm)
+	d.more = nil
 	return n
+}
+
+// addMore adds a key beyond the dense range, returning 1 if it is new.
+func (d *distinctCounter) addMore(u uint64) int64 {
+	if d.more[u] {
+		return 0
+	}
+	if d.more == nil {
+		d.more = map[uint64]bool{}
+	}
+	d.more[u] = true
+	return 1
 }
 
 // rowsFit reports whether the row pass can answer the report: src hands
@@ -144,15 +192,37 @@ func (in *insights) rowPass(s *session, w window, bk *buckets) (passResult, erro
 	nb := bk.n()
 	pr := in.merge(workers.vals, nb+1)
 	pr.rows = true
-	var dc distinctCounter
+	type job struct {
+		se *series
+		c  *cell
+	}
+	var jobs []job
 	for si, m := range pr.cells {
 		if same[si] >= 0 {
-			pr.cells[si] = maps.Clone(pr.cells[same[si]]) // read-only from here on
 			continue
 		}
 		for _, c := range m {
-			rangeOf(in.series[si], c, nb)
-			countUsers(&dc, c, nb)
+			jobs = append(jobs, job{in.series[si], c})
+		}
+	}
+	// Counting users is a pass over every set: share it out.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range s.env.workers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var dc distinctCounter
+			for i := next.Add(1) - 1; i < int64(len(jobs)); i = next.Add(1) - 1 {
+				rangeOf(jobs[i].se, jobs[i].c, nb)
+				countUsers(&dc, jobs[i].c, nb)
+			}
+		}()
+	}
+	wg.Wait()
+	for si := range pr.cells {
+		if same[si] >= 0 {
+			pr.cells[si] = maps.Clone(pr.cells[same[si]]) // read-only from here on
 		}
 	}
 	return pr, nil

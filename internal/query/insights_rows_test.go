@@ -36,7 +36,7 @@ func TestDistinctCounter(t *testing.T) {
 		if got := dc.count(nil); got != 0 {
 			t.Fatalf("round %d: scratch left %d users", round, got)
 		}
-		for _, u := range dc.acc.bits {
+		for _, u := range dc.bits {
 			if u != 0 {
 				t.Fatalf("round %d: scratch bitmap not cleared", round)
 			}

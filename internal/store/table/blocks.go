@@ -271,23 +271,20 @@ func (w *blockWorker) runs(r *segment.Reader, b, n int) {
 		}
 		return
 	}
-	cur := -1 // the entry of us of the last run
-	for i, j := range w.sel {
-		row := base + uint32(j)
-		for us[ri].Start+us[ri].N <= row {
-			ri++
+	// Runs and selected rows both ascend: walk them together, a run at a
+	// time, comparing each selected row with the run's end only.
+	k := 0
+	for ; ri < len(us) && k < len(w.sel); ri++ {
+		end := us[ri].Start + us[ri].N - base
+		k0 := k
+		for k < len(w.sel) && uint32(w.sel[k]) < end {
+			k++
 		}
-		if ri == cur {
-			continue
+		if k > k0 {
+			blk.Users = append(blk.Users, us[ri].User)
+			blk.Ends = append(blk.Ends, int32(k))
 		}
-		if cur >= 0 {
-			blk.Ends[len(blk.Ends)-1] = int32(i)
-		}
-		blk.Users = append(blk.Users, us[ri].User)
-		blk.Ends = append(blk.Ends, 0)
-		cur = ri
 	}
-	blk.Ends[len(blk.Ends)-1] = int32(len(w.sel))
 }
 
 // selectAll makes the selection explicit: all n rows, unless some are
