@@ -22,7 +22,7 @@ import (
 // while short, a bitmap once the list would be larger.
 type idSet struct {
 	last uint64 // the user added last, plus one (0: none yet)
-	max  uint64
+	max  uint64 // the largest dense key (see userSet) of ids
 	ids  []uint64
 	bits *userSet
 }
@@ -40,7 +40,9 @@ func (s *idSet) add(u uint64) {
 		return
 	}
 	s.ids = append(s.ids, u)
-	s.max = max(s.max, u)
+	if u < denseUsers {
+		s.max = max(s.max, u)
+	}
 	if len(s.ids) >= idSetListMin && uint64(len(s.ids)) > s.max/64 {
 		s.bits = &userSet{}
 		for _, v := range s.ids {
@@ -64,7 +66,7 @@ func (d *distinctCounter) fit(sets []*idSet) {
 		if s.bits != nil {
 			words = max(words, len(s.bits.bits))
 		} else if len(s.ids) > 0 {
-			words = max(words, int(min(s.max, denseUsers-1)>>6)+1)
+			words = max(words, int(s.max>>6)+1)
 		}
 	}
 	if words > len(d.bits) {

@@ -208,14 +208,22 @@ type Int64Block struct {
 	base uint64 // with the int64 bias
 	w    uint
 	mask uint64
-	data []byte
+	data []byte // the packed values
+	buf  []byte // Reset's copy of them
 	all  []int64
 	lazy bool
 }
 
 // Reset loads the int64 block at the start of src into b, reusing b's
 // buffers.
-func (b *Int64Block) Reset(src []byte) error {
+func (b *Int64Block) Reset(src []byte) error { return b.reset(src, true) }
+
+// ResetInPlace is Reset for a src that stays unchanged while b is read
+// (a memory-mapped file): a frame-of-reference block is read from src
+// itself, not from a copy.
+func (b *Int64Block) ResetInPlace(src []byte) error { return b.reset(src, false) }
+
+func (b *Int64Block) reset(src []byte, copied bool) error {
 	b.lazy = false
 	if len(src) > 0 && src[0] == typeInt64<<4|encFOR {
 		r := reader{b: src, off: 1, maxVal: ^uint64(0), maxW: 64}
@@ -227,8 +235,11 @@ func (b *Int64Block) Reset(src []byte) error {
 		if err != nil {
 			return err
 		}
-		// A copy: the caller's buffer is typically reused for the next read.
-		b.data = append(b.data[:0], data...)
+		if copied { // the caller's buffer is typically reused for the next read
+			b.buf = append(b.buf[:0], data...)
+			data = b.buf
+		}
+		b.data = data
 		b.n, b.base, b.w, b.lazy = int(c), base+int64Bias, w, true
 		b.mask = ^uint64(0)
 		if w < 64 {

@@ -495,7 +495,11 @@ func TestInt64BlockAt(t *testing.T) {
 			}
 		}
 		var b Int64Block
-		if err := b.Reset(AppendInt64s(nil, vals)); err != nil {
+		reset := b.Reset
+		if trial%2 == 1 {
+			reset = b.ResetInPlace
+		}
+		if err := reset(AppendInt64s(nil, vals)); err != nil {
 			t.Fatal(err)
 		}
 		if b.Len() != n {

@@ -49,6 +49,20 @@ type Reader struct {
 
 	zonce sync.Once
 	zdec  *zstd.Decoder
+
+	// events holds, by event code, the segment's rows of each event and
+	// their index blocks; nil in version 1 files, which have no index.
+	events map[uint32]*eventEntry
+}
+
+// eventEntry is one event of a segment: its row count and, when the
+// event is rare enough to be indexed, the blocks listing its row numbers
+// and their times, indexChunk values a block.
+type eventEntry struct {
+	n       int
+	indexed bool
+	rows    []blockRef
+	times   []blockRef
 }
 
 // UserRun is the rows of one user in a segment.
@@ -227,7 +241,8 @@ func (d *footerReader) refs(n int, present bool, dataEnd int64) []blockRef {
 func (r *Reader) parseFooter(foot []byte, dataEnd int64) error {
 	d := &footerReader{b: foot}
 	defer func() { r.blockCount = d.blocks }()
-	if v := d.uvarint(); v != formatVersion {
+	v := d.uvarint()
+	if v != 1 && v != formatVersion {
 		return r.corrupt("unknown format version %d", v)
 	}
 	// A block takes at least one byte per column, so the file size bounds
@@ -279,6 +294,9 @@ func (r *Reader) parseFooter(foot []byte, dataEnd int64) error {
 		r.cols[key] = c
 		r.keys = append(r.keys, key)
 	}
+	if v >= 2 {
+		r.parseEventIndex(d, dataEnd)
+	}
 	if d.err || len(d.b) != 0 {
 		return r.corrupt("malformed footer")
 	}
@@ -324,6 +342,8 @@ func (r *Reader) Close() error {
 type Scratch struct {
 	raw   []byte
 	plain []byte
+	u32   []uint32
+	i64   []int64
 }
 
 // readBlock reads and checks one block into s.raw.
@@ -376,7 +396,11 @@ func (r *Reader) TimeBlock(s *Scratch, b int, blk *enc.Int64Block) error {
 	if err != nil {
 		return err
 	}
-	if err := blk.Reset(buf); err != nil {
+	reset := blk.Reset
+	if r.mem != nil {
+		reset = blk.ResetInPlace // the mapping outlives every reader of it
+	}
+	if err := reset(buf); err != nil {
 		return r.corrupt("time block %d: %v", b, err)
 	}
 	if blk.Len() != r.blockLen(b) {
@@ -393,6 +417,118 @@ func (r *Reader) Events(s *Scratch, b int, dst []uint32) ([]uint32, error) {
 	}
 	out, _, err := enc.DecodeUint32s(dst, buf)
 	return checkLenOf(r, out, err, "event", b)
+}
+
+// SelectEvents selects into sel the rows of block b whose event code e
+// has want[min(e, len(want)-1)] != 0, without decoding the others where
+// the encoding allows.
+func (r *Reader) SelectEvents(s *Scratch, b int, want []uint8, sel *enc.Selector) error {
+	buf, err := r.readBlock(s, r.eventBlocks[b], "event", b)
+	if err != nil {
+		return err
+	}
+	n, err := sel.Select(buf, want)
+	if err != nil {
+		return r.corrupt("event block %d: %v", b, err)
+	}
+	if n != r.blockLen(b) {
+		return r.corrupt("event block %d has %d rows, want %d", b, n, r.blockLen(b))
+	}
+	return nil
+}
+
+// parseEventIndex reads the footer's event index (version 2).
+func (r *Reader) parseEventIndex(d *footerReader, dataEnd int64) {
+	ne := d.count(1 << 20)
+	r.events = make(map[uint32]*eventEntry, ne)
+	total := 0
+	for range ne {
+		if d.err {
+			return
+		}
+		e := uint32(d.count(1<<20 - 1))
+		x := &eventEntry{n: d.count(r.rows)}
+		total += x.n
+		switch d.count(1) {
+		case 1:
+			x.indexed = true
+			chunks := (x.n + indexChunk - 1) / indexChunk
+			for range chunks {
+				x.rows = append(x.rows, d.refs(1, false, dataEnd)...)
+				x.times = append(x.times, d.refs(1, false, dataEnd)...)
+			}
+		}
+		if _, dup := r.events[e]; dup || x.n == 0 {
+			d.err = true
+		}
+		r.events[e] = x
+	}
+	if total != r.rows {
+		d.err = true
+	}
+}
+
+// Indexed reports whether the event index lists every row of the events:
+// each is indexed or absent from the segment. Version 1 files have no
+// index.
+func (r *Reader) Indexed(events []uint32) bool {
+	if r.events == nil {
+		return false
+	}
+	for _, e := range events {
+		if x := r.events[e]; x != nil && !x.indexed {
+			return false
+		}
+	}
+	return true
+}
+
+// EventIndex appends the rows of event e (ascending) and their times
+// from the event index; an event the segment lacks appends nothing.
+func (r *Reader) EventIndex(s *Scratch, e uint32, rows []uint32, times []int64) ([]uint32, []int64, error) {
+	x := r.events[e]
+	if x == nil {
+		return rows, times, nil
+	}
+	if !x.indexed {
+		return rows, times, fmt.Errorf("segment %s: event %d is not indexed", r.path, e)
+	}
+	n0 := len(rows)
+	for i := range x.rows {
+		buf, err := r.readBlock(s, x.rows[i], "event index", i)
+		if err != nil {
+			return rows, times, err
+		}
+		k := len(rows)
+		if rows, err = appendDecoded(rows, buf, enc.DecodeUint32s, &s.u32); err != nil {
+			return rows, times, r.corrupt("event index block %d: %v", i, err)
+		}
+		if buf, err = r.readBlock(s, x.times[i], "event index times", i); err != nil {
+			return rows, times, err
+		}
+		if times, err = appendDecoded(times, buf, enc.DecodeInt64s, &s.i64); err != nil {
+			return rows, times, r.corrupt("event index times block %d: %v", i, err)
+		}
+		if len(rows) != len(times) || len(rows)-k != min(indexChunk, x.n-i*indexChunk) {
+			return rows, times, r.corrupt("event index block %d of event %d has the wrong length", i, e)
+		}
+	}
+	for i := n0; i < len(rows); i++ {
+		if rows[i] >= uint32(r.rows) || i > n0 && rows[i] <= rows[i-1] {
+			return rows, times, r.corrupt("event index of event %d: rows out of order or range", e)
+		}
+	}
+	return rows, times, nil
+}
+
+// appendDecoded decodes one block into scratch and appends it to dst.
+func appendDecoded[T any](dst []T, buf []byte, decode func([]T, []byte) ([]T, int, error), scratch *[]T) ([]T, error) {
+	vals, _, err := decode((*scratch)[:0], buf)
+	if err != nil {
+		return dst, err
+	}
+	*scratch = vals
+	return append(dst, vals...), nil
 }
 
 // Received decodes block b's receive times into dst.

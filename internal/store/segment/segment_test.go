@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/veil-analytics/veil/internal/event"
@@ -223,12 +224,23 @@ func TestCorruptionDetected(t *testing.T) {
 func FuzzReader(f *testing.F) {
 	f.Add(write(f, genRows(rand.New(rand.NewPCG(1, 1)), 50, false)))
 	f.Add(write(f, nil))
+	skewed := genRows(rand.New(rand.NewPCG(2, 2)), 300, false)
+	for i := range skewed {
+		skewed[i].Event = uint32(i % 40 / 39 * 5) // event 5 is rare: indexed
+	}
+	f.Add(write(f, skewed))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := open(t, b)
 		if err != nil {
 			return
 		}
 		readAll(r) // must not panic
+		var s Scratch
+		for e := range uint32(32) {
+			if r.Indexed([]uint32{e}) {
+				r.EventIndex(&s, e, nil, nil) // must not panic
+			}
+		}
 	})
 }
 
@@ -239,4 +251,58 @@ func BenchmarkWrite(b *testing.B) {
 		write(b, rows)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(rows)), "ns/row")
+}
+
+// TestEventIndex checks that rare events are indexed with exactly their
+// rows and times, that common ones are not, and that an event common
+// only early on is handled either way correctly.
+func TestEventIndex(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{1, 100, 9000, 70_000, 150_000} {
+		rows := genRows(r, n, false)
+		for i := range rows {
+			switch x := r.IntN(1000); {
+			case i < n/10 && x < 300:
+				rows[i].Event = 9 // common early, absent later
+			case x < 5:
+				rows[i].Event = 20 + uint32(x) // rare
+			default:
+				rows[i].Event = uint32(x % 4) // common
+			}
+		}
+		rd, err := open(t, write(t, rows))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s Scratch
+		for e := range uint32(30) {
+			var want []uint32
+			var wantT []int64
+			for i, rw := range rows {
+				if rw.Event == e {
+					want = append(want, uint32(i))
+					wantT = append(wantT, rw.Time)
+				}
+			}
+			indexed := rd.Indexed([]uint32{e})
+			switch {
+			case len(want) == 0 && !indexed:
+				t.Fatalf("%d rows: absent event %d not reported as indexed", n, e)
+			case len(want)*100 < n && n >= 1000 && !indexed:
+				t.Fatalf("%d rows: rare event %d (%d rows) not indexed", n, e, len(want))
+			case len(want)*5 > n && n >= 1000 && indexed:
+				t.Fatalf("%d rows: common event %d (%d rows) indexed", n, e, len(want))
+			}
+			if !indexed {
+				continue
+			}
+			got, gotT, err := rd.EventIndex(&s, e, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, want) || !slices.Equal(gotT, wantT) {
+				t.Fatalf("%d rows: event %d index has %d rows, want %d", n, e, len(got), len(want))
+			}
+		}
+	}
 }

@@ -86,7 +86,29 @@ type Writer struct {
 	buf  []byte
 	u64  []uint64
 	zenc *zstd.Encoder
+
+	// Per event code, its rows and their times while the event stays
+	// rare enough to index (see eventIndex).
+	evIndex []*evRows
 }
+
+// evRows is one event's rows in a segment and, while it is rare, their
+// row numbers and times: the event index, which lets a scan of rare
+// events skip the event and time columns.
+type evRows struct {
+	n     int
+	rows  []uint32
+	times []int64
+	drop  bool // too common: not indexed
+}
+
+// indexShare is the share of a segment's rows (1/indexShare) up to which
+// an event is indexed; indexSlack rows more are tolerated while writing,
+// since an event common early may turn out rare.
+const (
+	indexShare = 16
+	indexSlack = 4096
+)
 
 type userRun struct {
 	user uint32
@@ -145,6 +167,7 @@ func (w *Writer) Append(r *Row) error {
 	}
 	w.lastUser, w.lastTime = user, t
 	w.minTime, w.maxTime = min(w.minTime, t), max(w.maxTime, t)
+	w.indexEvent(r.Event, t)
 	i := len(w.times)
 	w.times = append(w.times, t)
 	w.events = append(w.events, r.Event)
@@ -174,6 +197,30 @@ func (w *Writer) Append(r *Row) error {
 		w.flushBlock()
 	}
 	return w.err
+}
+
+// indexEvent counts the current row's event and indexes it while rare.
+func (w *Writer) indexEvent(e uint32, t int64) {
+	if e >= 1<<20 { // event codes are dense; a huge one is not indexed
+		return
+	}
+	for int(e) >= len(w.evIndex) {
+		w.evIndex = append(w.evIndex, nil)
+	}
+	x := w.evIndex[e]
+	if x == nil {
+		x = &evRows{}
+		w.evIndex[e] = x
+	}
+	x.n++
+	if x.drop {
+		return
+	}
+	x.rows = append(x.rows, uint32(w.rows))
+	x.times = append(x.times, t)
+	if x.n > (w.rows+1)/indexShare+indexSlack {
+		x.drop, x.rows, x.times = true, nil, nil
+	}
 }
 
 // set gives the column its value at row i of the current block.
@@ -446,6 +493,7 @@ func (w *Writer) Close() error {
 		f = appendRefs(f, dicts[i:i+1], false)
 		f = appendRefs(f, c.blocks, true)
 	}
+	f = w.appendEventIndex(f)
 	w.write(f)
 	var tail [16]byte
 	binary.LittleEndian.PutUint32(tail[0:], uint32(len(f)))
@@ -461,7 +509,44 @@ func (w *Writer) Close() error {
 	return nil
 }
 
-const formatVersion = 1
+// formatVersion 2 added the event index; version 1 files are read
+// without it.
+const formatVersion = 2
+
+// appendEventIndex writes the index blocks of the rare events and appends
+// their footer entries: per event code present, its row count and, when
+// indexed, the blocks of its row numbers and of their times.
+func (w *Writer) appendEventIndex(f []byte) []byte {
+	var codes []uint32
+	for e, x := range w.evIndex {
+		if x != nil {
+			codes = append(codes, uint32(e))
+		}
+	}
+	f = binary.AppendUvarint(f, uint64(len(codes)))
+	for _, e := range codes {
+		x := w.evIndex[e]
+		f = binary.AppendUvarint(f, uint64(e))
+		f = binary.AppendUvarint(f, uint64(x.n))
+		indexed := !x.drop && x.n <= w.rows/indexShare+1
+		if !indexed {
+			f = append(f, 0)
+			continue
+		}
+		f = append(f, 1)
+		for lo := 0; lo < x.n; lo += indexChunk {
+			hi := min(lo+indexChunk, x.n)
+			w.buf = enc.AppendUint32s(w.buf[:0], x.rows[lo:hi])
+			f = appendRefs(f, []blockRef{w.block(w.buf)}, false)
+			w.buf = enc.AppendInt64s(w.buf[:0], x.times[lo:hi])
+			f = appendRefs(f, []blockRef{w.block(w.buf)}, false)
+		}
+	}
+	return f
+}
+
+// indexChunk is the most values of one event index block.
+const indexChunk = 1 << 16
 
 func appendRefs(f []byte, refs []blockRef, present bool) []byte {
 	for _, r := range refs {

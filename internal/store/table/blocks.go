@@ -71,14 +71,20 @@ type blockWorker struct {
 	scratch segment.Scratch
 	r       *segment.Reader
 	b       int
-	events  []uint32
-	sel     []uint16 // the block's selected rows; nil for all of them
-	selBuf  []uint16
-	timeBlk enc.Int64Block
-	times   []int64
-	timesOK bool
-	codes   [][]uint32
-	raws    [][]segment.Atom
+	// The block's selected rows and their events; sel is nil for all
+	// rows, whose events are then decoded whole into events.
+	sel      []uint16
+	selEv    []uint32
+	events   []uint32
+	evBuf    []uint32
+	selector enc.Selector
+	selAll   []uint16
+	selAllEv []uint32
+	timeBlk  enc.Int64Block
+	times    []int64
+	timesOK  bool
+	codes    [][]uint32
+	raws     [][]segment.Atom
 }
 
 // blockTask is a range of one segment's blocks.
@@ -190,39 +196,31 @@ func (w *blockWorker) block(r *segment.Reader, b int, fn func(*Block) error) err
 		return nil
 	}
 	w.r, w.b, w.timesOK = r, b, false
-	var err error
-	if w.events, err = r.Events(&w.scratch, b, w.events); err != nil {
-		return err
-	}
-	n := len(w.events)
-	w.sel = nil
+	n := min(segment.BlockRows, r.Rows()-b*segment.BlockRows)
+	w.sel, w.selEv, w.events = nil, nil, nil
 	if w.want != nil {
-		sel := slices.Grow(w.selBuf[:0], n)[:n]
-		m := 0
-		want := w.want
-		for j, e := range w.events { // branch-free: most rows of a block are alike
-			sel[m] = uint16(j)
-			m += int(want[min(e, uint32(len(want)-1))])
+		if err := r.SelectEvents(&w.scratch, b, w.want, &w.selector); err != nil {
+			return err
 		}
-		w.sel, w.selBuf = sel[:m], sel
-		if m == 0 {
+		if len(w.selector.Idx) == 0 {
 			return nil
 		}
+		w.sel, w.selEv = w.selector.Idx, w.selector.Vals
+	} else {
+		var err error
+		if w.events, err = r.Events(&w.scratch, b, w.evBuf); err != nil {
+			return err
+		}
+		w.evBuf = w.events
 	}
-	clipLo, clipHi := lo < spec.From, spec.To != 0 && hi >= spec.To
-	if clipLo || clipHi {
+	if lo < spec.From || spec.To != 0 && hi >= spec.To {
 		if err := r.TimeBlock(&w.scratch, b, &w.timeBlk); err != nil {
 			return err
 		}
-		w.selectAll(n)
-		kept := w.sel[:0]
-		for _, j := range w.sel {
-			if t := w.timeBlk.At(int(j)); t >= spec.From && (spec.To == 0 || t < spec.To) {
-				kept = append(kept, j)
-			}
-		}
-		w.sel = kept
-		w.selBuf = kept[:cap(kept)]
+		w.keep(n, func(j uint16) bool {
+			t := w.timeBlk.At(int(j))
+			return t >= spec.From && (spec.To == 0 || t < spec.To)
+		})
 		if len(w.sel) == 0 {
 			return nil
 		}
@@ -239,13 +237,9 @@ func (w *blockWorker) block(r *segment.Reader, b int, fn func(*Block) error) err
 		blk.Hi = min(blk.Hi, spec.To)
 	}
 	w.runs(r, b, n)
-	if w.sel == nil {
-		blk.Events = w.events
-	} else {
-		blk.Events = blk.Events[:0]
-		for _, j := range w.sel {
-			blk.Events = append(blk.Events, w.events[j])
-		}
+	blk.Events = w.events
+	if w.sel != nil {
+		blk.Events = w.selEv
 	}
 	if spec.Codes {
 		for k, key := range spec.Keys {
@@ -255,6 +249,28 @@ func (w *blockWorker) block(r *segment.Reader, b int, fn func(*Block) error) err
 		}
 	}
 	return fn(blk)
+}
+
+// keep narrows the selection of the block's n rows to those ok keeps,
+// with their events.
+func (w *blockWorker) keep(n int, ok func(j uint16) bool) {
+	if w.sel == nil { // all rows: make the selection explicit
+		w.selAll = w.selAll[:0]
+		w.selAllEv = w.selAllEv[:0]
+		for j := range n {
+			w.selAll = append(w.selAll, uint16(j))
+			w.selAllEv = append(w.selAllEv, w.events[j])
+		}
+		w.sel, w.selEv = w.selAll, w.selAllEv
+	}
+	m := 0
+	for k, j := range w.sel {
+		if ok(j) {
+			w.sel[m], w.selEv[m] = j, w.selEv[k]
+			m++
+		}
+	}
+	w.sel, w.selEv = w.sel[:m], w.selEv[:m]
 }
 
 // runs finds the users of the block's selected rows.
@@ -287,17 +303,6 @@ func (w *blockWorker) runs(r *segment.Reader, b, n int) {
 	}
 }
 
-// selectAll makes the selection explicit: all n rows, unless some are
-// already left out.
-func (w *blockWorker) selectAll(n int) {
-	if w.sel == nil {
-		w.sel = w.selBuf[:0]
-		for j := range n {
-			w.sel = append(w.sel, uint16(j))
-		}
-	}
-}
-
 // dropErased removes erased users' rows from the selection.
 func (w *blockWorker) dropErased(r *segment.Reader, b, n int) {
 	us := r.Users()
@@ -311,19 +316,13 @@ func (w *blockWorker) dropErased(r *segment.Reader, b, n int) {
 	if !any {
 		return
 	}
-	w.selectAll(n)
-	kept := w.sel[:0]
-	for _, j := range w.sel {
+	w.keep(n, func(j uint16) bool {
 		row := base + uint32(j)
 		for us[ri].Start+us[ri].N <= row {
 			ri++
 		}
-		if !w.s.erased[us[ri].User] {
-			kept = append(kept, j)
-		}
-	}
-	w.sel = kept
-	w.selBuf = kept[:cap(kept)]
+		return !w.s.erased[us[ri].User]
+	})
 }
 
 // column decodes property column k of the block as worker codes.

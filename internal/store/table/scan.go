@@ -182,10 +182,15 @@ type cursorBufs struct {
 	received []int64
 	scratch  segment.Scratch
 
-	// With an event filter: the block's wanted rows, and the times to
-	// read them from.
-	sel     []uint16
-	timeBlk enc.Int64Block
+	used bool // the buffers hold a block
+
+	// With an event filter: the block's wanted rows and their events,
+	// and the times to read them from.
+	selector enc.Selector
+	sel      []uint16
+	selEv    []uint32
+	selTimes []int64
+	timeBlk  enc.Int64Block
 }
 
 // load decodes block b of the cursor's columns. With want (an event
@@ -194,25 +199,36 @@ type cursorBufs struct {
 func (c *cursor) load(b int, keys []uint32, details bool, want []uint8) error {
 	var err error
 	c.none = false
+	c.used = true
 	if want != nil {
-		if c.events, err = c.r.Events(&c.scratch, b, c.events); err != nil {
+		// The block's wanted rows and their events; their times are read
+		// one by one.
+		if err := c.r.SelectEvents(&c.scratch, b, want, &c.selector); err != nil {
 			return err
 		}
-		// The block's wanted rows; their times are read one by one.
-		c.sel = slices.Grow(c.sel[:0], len(c.events))[:len(c.events)]
-		n := 0
-		for j, e := range c.events { // branch-free: most rows of a block are alike
-			c.sel[n] = uint16(j)
-			n += int(want[min(e, uint32(len(want)-1))])
-		}
-		c.sel = c.sel[:n]
+		c.sel, c.selEv = c.selector.Idx, c.selector.Vals
 		c.none = len(c.sel) == 0
 		c.block = b
 		if c.none {
 			return nil
 		}
-		if err := c.r.TimeBlock(&c.scratch, b, &c.timeBlk); err != nil {
-			return err
+		c.selTimes = slices.Grow(c.selTimes[:0], len(c.sel))[:len(c.sel)]
+		if len(c.sel)*selDense >= c.r.Rows()-b*segment.BlockRows || len(c.sel) >= segment.BlockRows/selDense {
+			// Many rows: decoding the block reads it in order, which
+			// costs less than a cache miss per row.
+			if c.times, err = c.r.Times(&c.scratch, b, c.times); err != nil {
+				return err
+			}
+			for k, j := range c.sel {
+				c.selTimes[k] = c.times[j]
+			}
+		} else {
+			if err := c.r.TimeBlock(&c.scratch, b, &c.timeBlk); err != nil {
+				return err
+			}
+			for k, j := range c.sel {
+				c.selTimes[k] = c.timeBlk.At(int(j))
+			}
 		}
 	}
 	if details {
@@ -244,6 +260,10 @@ func (c *cursor) load(b int, keys []uint32, details bool, want []uint8) error {
 	c.block = b
 	return nil
 }
+
+// selDense is the share of a block's rows (1/selDense) from which a
+// filtered scan decodes the block's times whole rather than row by row.
+const selDense = 128
 
 // scanner is one goroutine's state. It reads users a chunk at a time: a
 // count pass over the cursors' user tables places every user's rows, a
@@ -561,7 +581,7 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 			ri := i
 			for b := rowLo / segment.BlockRows; b*segment.BlockRows < rowHi; b++ {
 				if c.block != b {
-					if c.events == nil && len(sc.spare) > 0 {
+					if !c.used && len(sc.spare) > 0 {
 						c.cursorBufs = sc.spare[len(sc.spare)-1]
 						sc.spare = sc.spare[:len(sc.spare)-1]
 					}
@@ -570,7 +590,7 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 					}
 				}
 				base := b * segment.BlockRows
-				for _, j16 := range c.sel {
+				for k, j16 := range c.sel {
 					j := int(j16)
 					row := base + j
 					if row < rowLo {
@@ -584,8 +604,8 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 					}
 					u := us[ri].User - lo
 					t.users = append(t.users, u)
-					t.times = append(t.times, c.timeBlk.At(j))
-					t.events = append(t.events, c.events[j])
+					t.times = append(t.times, c.selTimes[k])
+					t.events = append(t.events, c.selEv[k])
 					if sc.spec.Details {
 						t.inserts = append(t.inserts, c.inserts[j])
 						t.received = append(t.received, c.received[j])
@@ -688,7 +708,7 @@ func (sc *scanner) copyRows(c *cursor, start, n, dst int) error {
 	for n > 0 {
 		b := start / segment.BlockRows
 		if c.block != b {
-			if c.times == nil && len(sc.spare) > 0 {
+			if !c.used && len(sc.spare) > 0 {
 				c.cursorBufs = sc.spare[len(sc.spare)-1]
 				sc.spare = sc.spare[:len(sc.spare)-1]
 			}
