@@ -81,10 +81,14 @@ type blockWorker struct {
 	selAll   []uint16
 	selAllEv []uint32
 	timeBlk  enc.Int64Block
-	times    []int64
-	timesOK  bool
-	codes    [][]uint32
-	raws     [][]segment.Atom
+	// The event index rows of the segment rareOf, when it covers the
+	// wanted events.
+	rare    rareRows
+	rareOf  *segment.Reader
+	times   []int64
+	timesOK bool
+	codes   [][]uint32
+	raws    [][]segment.Atom
 }
 
 // blockTask is a range of one segment's blocks.
@@ -198,7 +202,31 @@ func (w *blockWorker) block(r *segment.Reader, b int, fn func(*Block) error) err
 	w.r, w.b, w.timesOK = r, b, false
 	n := min(segment.BlockRows, r.Rows()-b*segment.BlockRows)
 	w.sel, w.selEv, w.events = nil, nil, nil
-	if w.want != nil {
+	clipped := false
+	if w.want != nil && r.Indexed(spec.Events) {
+		// The event index has the wanted rows and their times: neither
+		// column is read.
+		if w.rareOf != r {
+			if err := w.rare.load(r, &w.scratch, spec.Events); err != nil {
+				return err
+			}
+			w.rareOf = r
+		}
+		lo, hi := w.rare.block(b)
+		base := uint32(b * segment.BlockRows)
+		w.selAll, w.selAllEv, w.times = w.selAll[:0], w.selAllEv[:0], w.times[:0]
+		for i := lo; i < hi; i++ {
+			if t := w.rare.times[i]; t >= spec.From && (spec.To == 0 || t < spec.To) {
+				w.selAll = append(w.selAll, uint16(w.rare.rows[i]-base))
+				w.selAllEv = append(w.selAllEv, w.rare.evs[i])
+				w.times = append(w.times, t)
+			}
+		}
+		if len(w.selAll) == 0 {
+			return nil
+		}
+		w.sel, w.selEv, w.timesOK, clipped = w.selAll, w.selAllEv, true, true
+	} else if w.want != nil {
 		if err := r.SelectEvents(&w.scratch, b, w.want, &w.selector); err != nil {
 			return err
 		}
@@ -213,7 +241,7 @@ func (w *blockWorker) block(r *segment.Reader, b int, fn func(*Block) error) err
 		}
 		w.evBuf = w.events
 	}
-	if lo < spec.From || spec.To != 0 && hi >= spec.To {
+	if !clipped && (lo < spec.From || spec.To != 0 && hi >= spec.To) {
 		if err := r.TimeBlock(&w.scratch, b, &w.timeBlk); err != nil {
 			return err
 		}
@@ -267,10 +295,16 @@ func (w *blockWorker) keep(n int, ok func(j uint16) bool) {
 	for k, j := range w.sel {
 		if ok(j) {
 			w.sel[m], w.selEv[m] = j, w.selEv[k]
+			if w.timesOK {
+				w.times[m] = w.times[k]
+			}
 			m++
 		}
 	}
 	w.sel, w.selEv = w.sel[:m], w.selEv[:m]
+	if w.timesOK {
+		w.times = w.times[:m]
+	}
 }
 
 // runs finds the users of the block's selected rows.

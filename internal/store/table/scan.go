@@ -158,6 +158,23 @@ type cursor struct {
 	codes [][]uint32
 	raws  [][]segment.Atom
 	remap [][]uint32 // with ScanSpec.Codes: segment code -> scanner code
+	// With an event filter the segment's index covers: the wanted rows,
+	// read on first use.
+	indexed bool
+	rare    *rareRows
+}
+
+// loadRare reads the cursor's wanted rows from its segment's event index.
+func (sc *scanner) loadRare(c *cursor) error {
+	x := &rareRows{}
+	if n := len(sc.spareRare); n > 0 {
+		x, sc.spareRare = sc.spareRare[n-1], sc.spareRare[:n-1]
+	}
+	if err := x.load(c.r, &c.scratch, sc.spec.Events); err != nil {
+		return err
+	}
+	c.rare = x
+	return nil
 }
 
 // release takes the cursor's decoded block buffers back for the next
@@ -169,6 +186,10 @@ func (sc *scanner) release(c *cursor) {
 	}
 	c.cursorBufs = cursorBufs{}
 	c.block = -1
+	if c.rare != nil && len(sc.spareRare) < 4 {
+		sc.spareRare = append(sc.spareRare, c.rare)
+	}
+	c.rare = nil
 	for k := range c.props {
 		c.props[k], c.codes[k], c.raws[k] = segment.PropBlock{}, nil, nil
 	}
@@ -200,7 +221,22 @@ func (c *cursor) load(b int, keys []uint32, details bool, want []uint8) error {
 	var err error
 	c.none = false
 	c.used = true
-	if want != nil {
+	if want != nil && c.rare != nil {
+		// The event index has the wanted rows: no column is read for
+		// them but the properties.
+		lo, hi := c.rare.block(b)
+		c.sel = c.sel[:0]
+		base := uint32(b * segment.BlockRows)
+		for _, row := range c.rare.rows[lo:hi] {
+			c.sel = append(c.sel, uint16(row-base))
+		}
+		c.selEv, c.selTimes = c.rare.evs[lo:hi], c.rare.times[lo:hi]
+		c.none = lo == hi
+		c.block = b
+		if c.none {
+			return nil
+		}
+	} else if want != nil {
 		// The block's wanted rows and their events; their times are read
 		// one by one.
 		if err := c.r.SelectEvents(&c.scratch, b, want, &c.selector); err != nil {
@@ -212,23 +248,14 @@ func (c *cursor) load(b int, keys []uint32, details bool, want []uint8) error {
 		if c.none {
 			return nil
 		}
+		if err := c.r.TimeBlock(&c.scratch, b, &c.timeBlk); err != nil {
+			return err
+		}
+		// All at once: the reads are independent, so their cache misses
+		// overlap (a block's times are rarely in the cache).
 		c.selTimes = slices.Grow(c.selTimes[:0], len(c.sel))[:len(c.sel)]
-		if len(c.sel)*selDense >= c.r.Rows()-b*segment.BlockRows || len(c.sel) >= segment.BlockRows/selDense {
-			// Many rows: decoding the block reads it in order, which
-			// costs less than a cache miss per row.
-			if c.times, err = c.r.Times(&c.scratch, b, c.times); err != nil {
-				return err
-			}
-			for k, j := range c.sel {
-				c.selTimes[k] = c.times[j]
-			}
-		} else {
-			if err := c.r.TimeBlock(&c.scratch, b, &c.timeBlk); err != nil {
-				return err
-			}
-			for k, j := range c.sel {
-				c.selTimes[k] = c.timeBlk.At(int(j))
-			}
+		for k, j := range c.sel {
+			c.selTimes[k] = c.timeBlk.At(int(j))
 		}
 	}
 	if details {
@@ -261,10 +288,6 @@ func (c *cursor) load(b int, keys []uint32, details bool, want []uint8) error {
 	return nil
 }
 
-// selDense is the share of a block's rows (1/selDense) from which a
-// filtered scan decodes the block's times whole rather than row by row.
-const selDense = 128
-
 // scanner is one goroutine's state. It reads users a chunk at a time: a
 // count pass over the cursors' user tables places every user's rows, a
 // copy pass moves them from the decoded blocks (each cursor reading its
@@ -277,7 +300,9 @@ type scanner struct {
 	wait    []*cursor // runRange: cursors whose next user is beyond the chunk
 	cur     []*cursor // runRange: cursors with users in the chunk
 	spare   []cursorBufs
-	want    []uint8 // by event code, 1 for wanted, with ScanSpec.Events; the last entry is 0
+	// Event index rows of finished cursors, for reuse.
+	spareRare []*rareRows
+	want      []uint8 // by event code, 1 for wanted, with ScanSpec.Events; the last entry is 0
 
 	offs     []uint32 // per user of the chunk, where its rows start
 	pos      []uint32
@@ -348,6 +373,7 @@ func (s *Snapshot) newScanner(spec ScanSpec) (*scanner, error) {
 				c.dicts[k] = d
 			}
 			c.idx = len(sc.cursors)
+			c.indexed = spec.Events != nil && h.r.Indexed(spec.Events)
 			sc.cursors = append(sc.cursors, c)
 			n++
 		}
@@ -584,6 +610,11 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 					if !c.used && len(sc.spare) > 0 {
 						c.cursorBufs = sc.spare[len(sc.spare)-1]
 						sc.spare = sc.spare[:len(sc.spare)-1]
+					}
+					if c.indexed && c.rare == nil {
+						if err := sc.loadRare(c); err != nil {
+							return err
+						}
 					}
 					if err := c.load(b, sc.spec.Keys, sc.spec.Details, want); err != nil {
 						return err

@@ -34,6 +34,9 @@ func randEvent(r *rand.Rand, users int) event.Event {
 		Time:       day0 + r.Int64N(5*86_400_000),
 		Received:   day0 + r.Int64N(1<<40),
 	}
+	if x := r.IntN(200); x < 3 { // rare events: segments index them
+		e.Name = []string{"refund", "upgrade", "churn"}[x]
+	}
 	if r.IntN(3) > 0 {
 		e.InsertID = fmt.Sprintf("ins%d", r.IntN(400))
 	}
