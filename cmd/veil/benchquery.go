@@ -9,6 +9,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +62,7 @@ func runBenchQuery(ctx context.Context, args []string, stdout, stderr io.Writer)
 	runs := fs.Int("runs", 5, "timed runs per query (after one warm-up)")
 	only := fs.String("only", "", "run only these queries (comma-separated names, e.g. Q2_funnel)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the query runs to this file")
+	memprofile := fs.String("memprofile", "", "write a profile of the query runs' allocations to this file")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := fs.parse(args); err != nil {
 		return err
@@ -96,6 +99,16 @@ func runBenchQuery(ctx context.Context, args []string, stdout, stderr io.Writer)
 	stopProfile, err := startCPUProfile(*cpuprofile)
 	if err != nil {
 		return err
+	}
+	if *memprofile != "" {
+		// Allocations since the source opened: every query run's.
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			if f, err := os.Create(*memprofile); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	env := query.Env{TimeZone: "UTC", Now: time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)}
 	for _, row := range rows {

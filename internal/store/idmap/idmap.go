@@ -15,15 +15,23 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/maphash"
 	"io"
 	"os"
-	"strings"
+	"unsafe"
 )
 
 // Map is a project's ordinals. It is not safe for concurrent use.
+//
+// The ids live in one byte arena, found through an open-addressing table
+// of ordinals: no pointer per id, so that millions of them cost the
+// garbage collector nothing to scan (a map of strings would be marked in
+// full at every cycle of a server or a report).
 type Map struct {
-	ords   map[string]uint32
-	ids    []string // ordinal → id
+	arena  []byte   // the ids, back to back; bytes once written never change
+	ends   []uint64 // ordinal → end of its id in arena (its start is the previous end)
+	slots  []uint32 // hash table of ordinal+1, 0 for empty; a power of two long
+	seed   maphash.Seed
 	parent []uint32 // union-find; parent[o] == o for a root
 	merges int      // merges recorded, persisted or not
 
@@ -38,32 +46,78 @@ type entry struct {
 }
 
 // New returns an empty map.
-func New() *Map { return &Map{ords: make(map[string]uint32)} }
+func New() *Map { return &Map{seed: maphash.MakeSeed(), slots: make([]uint32, 1024)} }
 
 // Len is the number of ordinals.
-func (m *Map) Len() int { return len(m.ids) }
+func (m *Map) Len() int { return len(m.ends) }
 
 // Lookup returns the ordinal of id, if it has one.
 func (m *Map) Lookup(id string) (uint32, bool) {
-	o, ok := m.ords[id]
-	return o, ok
+	_, o := m.find(id)
+	return o, o != noOrdinal
 }
 
-// ID returns the distinct id of an ordinal.
-func (m *Map) ID(o uint32) string { return m.ids[o] }
+// noOrdinal is find's answer for an id without one.
+const noOrdinal = ^uint32(0)
+
+// find returns id's slot and ordinal, or the empty slot where it would go
+// and noOrdinal.
+func (m *Map) find(id string) (int, uint32) {
+	mask := uint64(len(m.slots) - 1)
+	for i := maphash.String(m.seed, id) & mask; ; i = (i + 1) & mask {
+		v := m.slots[i]
+		if v == 0 {
+			return int(i), noOrdinal
+		}
+		if m.ID(v-1) == id {
+			return int(i), v - 1
+		}
+	}
+}
+
+// ID returns the distinct id of an ordinal. The string shares the
+// arena's bytes, which never change.
+func (m *Map) ID(o uint32) string {
+	var start uint64
+	if o > 0 {
+		start = m.ends[o-1]
+	}
+	end := m.ends[o]
+	if start == end {
+		return ""
+	}
+	return unsafe.String(&m.arena[start], int(end-start))
+}
 
 // Ordinal returns the ordinal of id, giving it the next one if it has none.
 func (m *Map) Ordinal(id string) uint32 {
-	if o, ok := m.ords[id]; ok {
+	i, o := m.find(id)
+	if o != noOrdinal {
 		return o
 	}
-	o := uint32(len(m.ids))
-	id = strings.Clone(id) // id may share memory with a whole request
-	m.ords[id] = o
-	m.ids = append(m.ids, id)
+	o = uint32(len(m.ends))
+	m.arena = append(m.arena, id...) // id may share memory with a whole request: copied
+	m.ends = append(m.ends, uint64(len(m.arena)))
+	m.slots[i] = o + 1
 	m.parent = append(m.parent, o)
-	m.pending = append(m.pending, entry{id: id})
+	m.pending = append(m.pending, entry{id: m.ID(o)})
+	if 2*len(m.ends) > len(m.slots) {
+		m.grow()
+	}
 	return o
+}
+
+// grow doubles the table and places every ordinal again.
+func (m *Map) grow() {
+	m.slots = make([]uint32, 2*len(m.slots))
+	mask := uint64(len(m.slots) - 1)
+	for o := range uint32(len(m.ends)) {
+		i := maphash.String(m.seed, m.ID(o)) & mask
+		for m.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		m.slots[i] = o + 1
+	}
 }
 
 // Canonical returns the canonical ordinal of o's set.
@@ -215,15 +269,15 @@ func Read(r io.Reader, size int64) (*Map, error) {
 		}
 		if kind == kindID {
 			l, k := binary.Uvarint(frame[1:])
-			id := string(frame[1+k : 1+k+int(l)])
-			if _, dup := m.ords[id]; dup {
+			id := frame[1+k : 1+k+int(l)]
+			if _, dup := m.Lookup(string(id)); dup {
 				return nil, fmt.Errorf("%w: id repeated at offset %d", ErrCorrupt, off)
 			}
-			m.Ordinal(id)
+			m.Ordinal(string(id))
 		} else {
 			a, k := binary.Uvarint(frame[1:])
 			b, _ := binary.Uvarint(frame[1+k:])
-			if a >= uint64(len(m.ids)) || b >= uint64(len(m.ids)) {
+			if a >= uint64(m.Len()) || b >= uint64(m.Len()) {
 				return nil, fmt.Errorf("%w: merge of unknown ordinals at offset %d", ErrCorrupt, off)
 			}
 			m.union(uint32(a), uint32(b))

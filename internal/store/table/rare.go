@@ -1,8 +1,6 @@
 package table
 
 import (
-	"cmp"
-	"slices"
 	"sort"
 
 	"github.com/veil-analytics/veil/internal/store/segment"
@@ -15,14 +13,17 @@ type rareRows struct {
 	rows  []uint32
 	evs   []uint32
 	times []int64
-	perm  []int32
+
+	spareRows  []uint32
+	spareEvs   []uint32
+	spareTimes []int64
 }
 
 // load reads the events' rows of r.
 func (x *rareRows) load(r *segment.Reader, s *segment.Scratch, events []uint32) error {
 	x.rows, x.evs, x.times = x.rows[:0], x.evs[:0], x.times[:0]
-	sorted := true
 	for _, e := range events {
+		// Each event's rows ascend: merge them into the ones so far.
 		n0 := len(x.rows)
 		var err error
 		if x.rows, x.times, err = r.EventIndex(s, e, x.rows, x.times); err != nil {
@@ -32,23 +33,31 @@ func (x *rareRows) load(r *segment.Reader, s *segment.Scratch, events []uint32) 
 			x.evs = append(x.evs, e)
 		}
 		if n0 > 0 && n0 < len(x.rows) && x.rows[n0] < x.rows[n0-1] {
-			sorted = false
+			x.merge(n0)
 		}
 	}
-	if sorted {
-		return nil
-	}
-	// Several events: put their rows in order (each list already is).
-	x.perm = x.perm[:0]
-	for i := range x.rows {
-		x.perm = append(x.perm, int32(i))
-	}
-	slices.SortFunc(x.perm, func(a, b int32) int { return cmp.Compare(x.rows[a], x.rows[b]) })
-	rows, evs, times := slices.Clone(x.rows), slices.Clone(x.evs), slices.Clone(x.times)
-	for i, p := range x.perm {
-		x.rows[i], x.evs[i], x.times[i] = rows[p], evs[p], times[p]
-	}
 	return nil
+}
+
+// merge merges the ascending entries [0, mid) and [mid, len) in place,
+// through the spare buffers.
+func (x *rareRows) merge(mid int) {
+	n := len(x.rows)
+	rows, evs, times := x.spareRows[:0], x.spareEvs[:0], x.spareTimes[:0]
+	i, j := 0, mid
+	for i < mid || j < n {
+		k := i
+		if i == mid || j < n && x.rows[j] < x.rows[i] {
+			k = j
+			j++
+		} else {
+			i++
+		}
+		rows, evs, times = append(rows, x.rows[k]), append(evs, x.evs[k]), append(times, x.times[k])
+	}
+	x.rows, x.spareRows = rows, x.rows
+	x.evs, x.spareEvs = evs, x.evs
+	x.times, x.spareTimes = times, x.times
 }
 
 // block is the range [lo, hi) of the entries in block b.
