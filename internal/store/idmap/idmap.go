@@ -95,12 +95,18 @@ func (m *Map) Ordinal(id string) uint32 {
 	if o != noOrdinal {
 		return o
 	}
-	o = uint32(len(m.ends))
+	o = m.add(i, id)
+	m.pending = append(m.pending, entry{id: m.ID(o)})
+	return o
+}
+
+// add gives id, which goes in slot i, the next ordinal.
+func (m *Map) add(i int, id string) uint32 {
+	o := uint32(len(m.ends))
 	m.arena = append(m.arena, id...) // id may share memory with a whole request: copied
 	m.ends = append(m.ends, uint64(len(m.arena)))
 	m.slots[i] = o + 1
 	m.parent = append(m.parent, o)
-	m.pending = append(m.pending, entry{id: m.ID(o)})
 	if 2*len(m.ends) > len(m.slots) {
 		m.grow()
 	}
@@ -208,6 +214,7 @@ func (m *Map) Sync(w io.Writer) (int64, error) {
 	if err != nil {
 		return n, err
 	}
+	clear(m.pending) // no stale pointers for the GC to follow
 	m.pending = m.pending[:0]
 	return n, nil
 }
@@ -222,6 +229,7 @@ const maxIDLen = 4096
 // Read reads a map from the first size bytes of r (the committed length).
 func Read(r io.Reader, size int64) (*Map, error) {
 	m := New()
+	m.arena = make([]byte, 0, size) // ids take less than their entries
 	br := bufio.NewReaderSize(io.LimitReader(r, size), 1<<20)
 	var off int64
 	var frame []byte
@@ -270,10 +278,11 @@ func Read(r io.Reader, size int64) (*Map, error) {
 		if kind == kindID {
 			l, k := binary.Uvarint(frame[1:])
 			id := frame[1+k : 1+k+int(l)]
-			if _, dup := m.Lookup(string(id)); dup {
+			i, o := m.find(string(id))
+			if o != noOrdinal {
 				return nil, fmt.Errorf("%w: id repeated at offset %d", ErrCorrupt, off)
 			}
-			m.Ordinal(string(id))
+			m.add(i, string(id)) // already in the file: not pending
 		} else {
 			a, k := binary.Uvarint(frame[1:])
 			b, _ := binary.Uvarint(frame[1+k:])
@@ -285,7 +294,6 @@ func Read(r io.Reader, size int64) (*Map, error) {
 		}
 		off += int64(len(frame) + 4)
 	}
-	m.pending = m.pending[:0]
 	return m, nil
 }
 
