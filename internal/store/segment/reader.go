@@ -50,19 +50,19 @@ type Reader struct {
 	zonce sync.Once
 	zdec  *zstd.Decoder
 
-	// events holds, by event code, the segment's rows of each event and
-	// their index blocks; nil in version 1 files, which have no index.
-	events map[uint32]*eventEntry
+	// events holds, by event code, the segment's row count of each event
+	// and whether the event index lists its rows; nil in version 1 files,
+	// which have no index. The index is rareRows rows, in blocks of
+	// indexChunk rows: row numbers, events and times, three blocks each.
+	events     map[uint32]eventEntry
+	rareRows   int
+	rareBlocks []blockRef
 }
 
-// eventEntry is one event of a segment: its row count and, when the
-// event is rare enough to be indexed, the blocks listing its row numbers
-// and their times, indexChunk values a block.
+// eventEntry is one event of a segment.
 type eventEntry struct {
 	n       int
 	indexed bool
-	rows    []blockRef
-	times   []blockRef
 }
 
 // UserRun is the rows of one user in a segment.
@@ -343,6 +343,7 @@ type Scratch struct {
 	raw   []byte
 	plain []byte
 	u32   []uint32
+	u32b  []uint32
 	i64   []int64
 }
 
@@ -440,32 +441,31 @@ func (r *Reader) SelectEvents(s *Scratch, b int, want []uint8, sel *enc.Selector
 // parseEventIndex reads the footer's event index (version 2).
 func (r *Reader) parseEventIndex(d *footerReader, dataEnd int64) {
 	ne := d.count(1 << 20)
-	r.events = make(map[uint32]*eventEntry, ne)
-	total := 0
+	r.events = make(map[uint32]eventEntry, ne)
+	total, rare := 0, 0
 	for range ne {
 		if d.err {
 			return
 		}
 		e := uint32(d.count(1<<20 - 1))
-		x := &eventEntry{n: d.count(r.rows)}
+		x := eventEntry{n: d.count(r.rows), indexed: d.count(1) == 1}
 		total += x.n
-		switch d.count(1) {
-		case 1:
-			x.indexed = true
-			chunks := (x.n + indexChunk - 1) / indexChunk
-			for range chunks {
-				x.rows = append(x.rows, d.refs(1, false, dataEnd)...)
-				x.times = append(x.times, d.refs(1, false, dataEnd)...)
-			}
+		if x.indexed {
+			rare += x.n
 		}
 		if _, dup := r.events[e]; dup || x.n == 0 {
 			d.err = true
 		}
 		r.events[e] = x
 	}
-	if total != r.rows {
+	if total != r.rows || d.count(r.rows) != rare {
 		d.err = true
+		return
 	}
+	for range (rare + indexChunk - 1) / indexChunk {
+		r.rareBlocks = append(r.rareBlocks, d.refs(3, false, dataEnd)...)
+	}
+	r.rareRows = rare
 }
 
 // Indexed reports whether the event index lists every row of the events:
@@ -476,59 +476,59 @@ func (r *Reader) Indexed(events []uint32) bool {
 		return false
 	}
 	for _, e := range events {
-		if x := r.events[e]; x != nil && !x.indexed {
+		if x, ok := r.events[e]; ok && !x.indexed {
 			return false
 		}
 	}
 	return true
 }
 
-// EventIndex appends the rows of event e (ascending) and their times
-// from the event index; an event the segment lacks appends nothing.
-func (r *Reader) EventIndex(s *Scratch, e uint32, rows []uint32, times []int64) ([]uint32, []int64, error) {
-	x := r.events[e]
-	if x == nil {
-		return rows, times, nil
-	}
-	if !x.indexed {
-		return rows, times, fmt.Errorf("segment %s: event %d is not indexed", r.path, e)
-	}
-	n0 := len(rows)
-	for i := range x.rows {
-		buf, err := r.readBlock(s, x.rows[i], "event index", i)
+// RareRows appends the event index's rows whose event e has
+// want[min(e, len(want)-1)] != 0: ascending row numbers, their events
+// and times. Only events Indexed reports are all there.
+func (r *Reader) RareRows(s *Scratch, want []uint8, rows, evs []uint32, times []int64) ([]uint32, []uint32, []int64, error) {
+	last := uint32(len(want) - 1)
+	prev := -1 // the last row read
+	for c := range len(r.rareBlocks) / 3 {
+		n := min(indexChunk, r.rareRows-c*indexChunk)
+		// One block at a time: an unmapped file reads them into one buffer.
+		var err error
+		if s.u32, err = rareBlock(r, s, 3*c, s.u32, enc.DecodeUint32s); err == nil {
+			if s.u32b, err = rareBlock(r, s, 3*c+1, s.u32b, enc.DecodeUint32s); err == nil {
+				s.i64, err = rareBlock(r, s, 3*c+2, s.i64, enc.DecodeInt64s)
+			}
+		}
 		if err != nil {
-			return rows, times, err
+			return rows, evs, times, err
 		}
-		k := len(rows)
-		if rows, err = appendDecoded(rows, buf, enc.DecodeUint32s, &s.u32); err != nil {
-			return rows, times, r.corrupt("event index block %d: %v", i, err)
+		if len(s.u32) != n || len(s.u32b) != n || len(s.i64) != n {
+			return rows, evs, times, r.corrupt("event index block %d has the wrong length", c)
 		}
-		if buf, err = r.readBlock(s, x.times[i], "event index times", i); err != nil {
-			return rows, times, err
-		}
-		if times, err = appendDecoded(times, buf, enc.DecodeInt64s, &s.i64); err != nil {
-			return rows, times, r.corrupt("event index times block %d: %v", i, err)
-		}
-		if len(rows) != len(times) || len(rows)-k != min(indexChunk, x.n-i*indexChunk) {
-			return rows, times, r.corrupt("event index block %d of event %d has the wrong length", i, e)
-		}
-	}
-	for i := n0; i < len(rows); i++ {
-		if rows[i] >= uint32(r.rows) || i > n0 && rows[i] <= rows[i-1] {
-			return rows, times, r.corrupt("event index of event %d: rows out of order or range", e)
+		for i, e := range s.u32b {
+			row := s.u32[i]
+			if int(row) <= prev || row >= uint32(r.rows) {
+				return rows, evs, times, r.corrupt("event index block %d: rows out of order or range", c)
+			}
+			prev = int(row)
+			if want[min(e, last)] != 0 {
+				rows, evs, times = append(rows, row), append(evs, e), append(times, s.i64[i])
+			}
 		}
 	}
-	return rows, times, nil
+	return rows, evs, times, nil
 }
 
-// appendDecoded decodes one block into scratch and appends it to dst.
-func appendDecoded[T any](dst []T, buf []byte, decode func([]T, []byte) ([]T, int, error), scratch *[]T) ([]T, error) {
-	vals, _, err := decode((*scratch)[:0], buf)
+// rareBlock reads and decodes block i of the event index into dst.
+func rareBlock[T any](r *Reader, s *Scratch, i int, dst []T, decode func([]T, []byte) ([]T, int, error)) ([]T, error) {
+	buf, err := r.readBlock(s, r.rareBlocks[i], "event index", i)
 	if err != nil {
 		return dst, err
 	}
-	*scratch = vals
-	return append(dst, vals...), nil
+	out, _, err := decode(dst[:0], buf)
+	if err != nil {
+		return dst, r.corrupt("event index block %d: %v", i, err)
+	}
+	return out, nil
 }
 
 // Received decodes block b's receive times into dst.

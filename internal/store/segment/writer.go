@@ -87,19 +87,22 @@ type Writer struct {
 	u64  []uint64
 	zenc *zstd.Encoder
 
-	// Per event code, its rows and their times while the event stays
-	// rare enough to index (see eventIndex).
-	evIndex []*evRows
+	// The event index in the making: per event code, its row count and
+	// whether it is still rare; the rows of rare events so far (see
+	// indexEvent).
+	evIndex []evCount
+	rare    struct {
+		rows  []uint32
+		evs   []uint32
+		times []int64
+	}
 }
 
-// evRows is one event's rows in a segment and, while it is rare, their
-// row numbers and times: the event index, which lets a scan of rare
-// events skip the event and time columns.
-type evRows struct {
-	n     int
-	rows  []uint32
-	times []int64
-	drop  bool // too common: not indexed
+// evCount is one event's rows in a segment; common events are not
+// indexed.
+type evCount struct {
+	n      int
+	common bool
 }
 
 // indexShare is the share of a segment's rows (1/indexShare) up to which
@@ -199,28 +202,29 @@ func (w *Writer) Append(r *Row) error {
 	return w.err
 }
 
-// indexEvent counts the current row's event and indexes it while rare.
+// indexEvent counts the current row's event and indexes the row while
+// the event is rare. The event index is one list of the rows of every
+// rare event, in row order with their events and times: a scan of rare
+// events reads it instead of the event and time columns.
 func (w *Writer) indexEvent(e uint32, t int64) {
 	if e >= 1<<20 { // event codes are dense; a huge one is not indexed
 		return
 	}
 	for int(e) >= len(w.evIndex) {
-		w.evIndex = append(w.evIndex, nil)
+		w.evIndex = append(w.evIndex, evCount{})
 	}
-	x := w.evIndex[e]
-	if x == nil {
-		x = &evRows{}
-		w.evIndex[e] = x
-	}
+	x := &w.evIndex[e]
 	x.n++
-	if x.drop {
+	if x.common {
 		return
 	}
-	x.rows = append(x.rows, uint32(w.rows))
-	x.times = append(x.times, t)
 	if x.n > (w.rows+1)/indexShare+indexSlack {
-		x.drop, x.rows, x.times = true, nil, nil
+		x.common = true // its rows so far are dropped on Close
+		return
 	}
+	w.rare.rows = append(w.rare.rows, uint32(w.rows))
+	w.rare.evs = append(w.rare.evs, e)
+	w.rare.times = append(w.rare.times, t)
 }
 
 // set gives the column its value at row i of the current block.
@@ -513,34 +517,50 @@ func (w *Writer) Close() error {
 // without it.
 const formatVersion = 2
 
-// appendEventIndex writes the index blocks of the rare events and appends
-// their footer entries: per event code present, its row count and, when
-// indexed, the blocks of its row numbers and of their times.
+// appendEventIndex writes the event index and appends its footer entry:
+// per event code present, its row count and whether it is indexed; then
+// the blocks of the indexed rows, their events and times.
 func (w *Writer) appendEventIndex(f []byte) []byte {
-	var codes []uint32
-	for e, x := range w.evIndex {
-		if x != nil {
-			codes = append(codes, uint32(e))
+	n := 0
+	for e := range w.evIndex {
+		x := &w.evIndex[e]
+		if x.n > 0 {
+			n++
+			x.common = x.common || x.n > w.rows/indexShare+1
 		}
 	}
-	f = binary.AppendUvarint(f, uint64(len(codes)))
-	for _, e := range codes {
-		x := w.evIndex[e]
-		f = binary.AppendUvarint(f, uint64(e))
-		f = binary.AppendUvarint(f, uint64(x.n))
-		indexed := !x.drop && x.n <= w.rows/indexShare+1
-		if !indexed {
-			f = append(f, 0)
+	f = binary.AppendUvarint(f, uint64(n))
+	for e, x := range w.evIndex {
+		if x.n == 0 {
 			continue
 		}
-		f = append(f, 1)
-		for lo := 0; lo < x.n; lo += indexChunk {
-			hi := min(lo+indexChunk, x.n)
-			w.buf = enc.AppendUint32s(w.buf[:0], x.rows[lo:hi])
-			f = appendRefs(f, []blockRef{w.block(w.buf)}, false)
-			w.buf = enc.AppendInt64s(w.buf[:0], x.times[lo:hi])
-			f = appendRefs(f, []blockRef{w.block(w.buf)}, false)
+		f = binary.AppendUvarint(f, uint64(e))
+		f = binary.AppendUvarint(f, uint64(x.n))
+		if x.common {
+			f = append(f, 0)
+		} else {
+			f = append(f, 1)
 		}
+	}
+	// The rows of events that turned common are dropped.
+	r := &w.rare
+	k := 0
+	for i, e := range r.evs {
+		if !w.evIndex[e].common {
+			r.rows[k], r.evs[k], r.times[k] = r.rows[i], e, r.times[i]
+			k++
+		}
+	}
+	r.rows, r.evs, r.times = r.rows[:k], r.evs[:k], r.times[:k]
+	f = binary.AppendUvarint(f, uint64(k))
+	for lo := 0; lo < k; lo += indexChunk {
+		hi := min(lo+indexChunk, k)
+		w.buf = enc.AppendUint32s(w.buf[:0], r.rows[lo:hi])
+		f = appendRefs(f, []blockRef{w.block(w.buf)}, false)
+		w.buf = enc.AppendUint32s(w.buf[:0], r.evs[lo:hi])
+		f = appendRefs(f, []blockRef{w.block(w.buf)}, false)
+		w.buf = enc.AppendInt64s(w.buf[:0], r.times[lo:hi])
+		f = appendRefs(f, []blockRef{w.block(w.buf)}, false)
 	}
 	return f
 }

@@ -170,7 +170,7 @@ func (sc *scanner) loadRare(c *cursor) error {
 	if n := len(sc.spareRare); n > 0 {
 		x, sc.spareRare = sc.spareRare[n-1], sc.spareRare[:n-1]
 	}
-	if err := x.load(c.r, &c.scratch, sc.spec.Events); err != nil {
+	if err := x.load(c.r, &c.scratch, sc.want); err != nil {
 		return err
 	}
 	c.rare = x
