@@ -105,11 +105,13 @@ type evCount struct {
 	common bool
 }
 
-// indexShare is the share of a segment's rows (1/indexShare) up to which
-// an event is indexed; indexSlack rows more are tolerated while writing,
-// since an event common early may turn out rare.
+// indexShare bounds the event index to 1/indexShare of a segment's
+// rows: the rarest events are indexed first, as long as they fit, so
+// that a scan of rare events reads little more than their rows. While
+// writing, an event with more than that share (plus indexSlack rows: an
+// event common early may turn out rare) stops being a candidate.
 const (
-	indexShare = 16
+	indexShare = 32
 	indexSlack = 4096
 )
 
@@ -521,13 +523,26 @@ const formatVersion = 2
 // per event code present, its row count and whether it is indexed; then
 // the blocks of the indexed rows, their events and times.
 func (w *Writer) appendEventIndex(f []byte) []byte {
+	// The rarest candidates that fit in the index's share of the rows.
+	var cands []uint32
 	n := 0
-	for e := range w.evIndex {
-		x := &w.evIndex[e]
+	for e, x := range w.evIndex {
 		if x.n > 0 {
 			n++
-			x.common = x.common || x.n > w.rows/indexShare+1
+			if !x.common {
+				cands = append(cands, uint32(e))
+			}
 		}
+	}
+	slices.SortFunc(cands, func(a, b uint32) int { return w.evIndex[a].n - w.evIndex[b].n })
+	room := w.rows/indexShare + 1
+	for _, e := range cands {
+		x := &w.evIndex[e]
+		if x.n > room {
+			x.common = true
+			continue
+		}
+		room -= x.n
 	}
 	f = binary.AppendUvarint(f, uint64(n))
 	for e, x := range w.evIndex {
