@@ -162,6 +162,7 @@ type cursor struct {
 	// read on first use.
 	indexed bool
 	rare    *rareRows
+	rarePos int // the first entry of rare not yet taken
 }
 
 // loadRare reads the cursor's wanted rows from its segment's event index.
@@ -173,7 +174,7 @@ func (sc *scanner) loadRare(c *cursor) error {
 	if err := x.load(c.r, &c.scratch, sc.want); err != nil {
 		return err
 	}
-	c.rare = x
+	c.rare, c.rarePos = x, 0
 	return nil
 }
 
@@ -189,7 +190,7 @@ func (sc *scanner) release(c *cursor) {
 	if c.rare != nil && len(sc.spareRare) < 4 {
 		sc.spareRare = append(sc.spareRare, c.rare)
 	}
-	c.rare = nil
+	c.rare, c.rarePos = nil, 0
 	for k := range c.props {
 		c.props[k], c.codes[k], c.raws[k] = segment.PropBlock{}, nil, nil
 	}
@@ -221,21 +222,10 @@ func (c *cursor) load(b int, keys []uint32, details bool, want []uint8) error {
 	var err error
 	c.none = false
 	c.used = true
-	if want != nil && c.rare != nil {
-		// The event index has the wanted rows: no column is read for
-		// them but the properties.
-		lo, hi := c.rare.block(b)
-		c.sel = c.sel[:0]
-		base := uint32(b * segment.BlockRows)
-		for _, row := range c.rare.rows[lo:hi] {
-			c.sel = append(c.sel, uint16(row-base))
-		}
-		c.selEv, c.selTimes = c.rare.evs[lo:hi], c.rare.times[lo:hi]
-		c.none = lo == hi
+	if want != nil && c.indexed {
+		// takeRare has the rows from the event index: only the
+		// properties and details of the block are decoded.
 		c.block = b
-		if c.none {
-			return nil
-		}
 	} else if want != nil {
 		// The block's wanted rows and their events; their times are read
 		// one by one.
@@ -589,7 +579,6 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 			t.codes[k] = t.codes[k][:0]
 		}
 	}
-	want := sc.want
 	for _, c := range sc.cur {
 		us := c.r.Users()
 		i := c.ui
@@ -605,18 +594,14 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 			rowLo := int(us[i].Start)
 			rowHi := int(us[e-1].Start + us[e-1].N)
 			ri := i
-			for b := rowLo / segment.BlockRows; b*segment.BlockRows < rowHi; b++ {
+			if c.indexed {
+				if err := sc.takeRare(c, us, ri, rowLo, rowHi, lo); err != nil {
+					return err
+				}
+			}
+			for b := rowLo / segment.BlockRows; !c.indexed && b*segment.BlockRows < rowHi; b++ {
 				if c.block != b {
-					if !c.used && len(sc.spare) > 0 {
-						c.cursorBufs = sc.spare[len(sc.spare)-1]
-						sc.spare = sc.spare[:len(sc.spare)-1]
-					}
-					if c.indexed && c.rare == nil {
-						if err := sc.loadRare(c); err != nil {
-							return err
-						}
-					}
-					if err := c.load(b, sc.spec.Keys, sc.spec.Details, want); err != nil {
+					if err := sc.loadBlock(c, b); err != nil {
 						return err
 					}
 				}
@@ -633,29 +618,12 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 					for int(us[ri].Start+us[ri].N) <= row {
 						ri++
 					}
-					u := us[ri].User - lo
-					t.users = append(t.users, u)
-					t.times = append(t.times, c.selTimes[k])
-					t.events = append(t.events, c.selEv[k])
-					if sc.spec.Details {
-						t.inserts = append(t.inserts, c.inserts[j])
-						t.received = append(t.received, c.received[j])
-					}
-					if sc.spec.Codes {
-						for k := range t.codes {
-							t.codes[k] = append(t.codes[k], sc.code(c, k, j))
-						}
-					} else {
-						for k := range t.props {
-							t.props[k] = append(t.props[k], c.atom(k, j))
-						}
-					}
-					sc.offs[u+1]++
+					sc.take(c, us[ri].User-lo, c.selTimes[k], c.selEv[k], j)
 				}
 			}
 		}
 		c.ui = e
-		if c.ui == len(us) && c.block >= 0 {
+		if c.ui == len(us) && (c.block >= 0 || c.rare != nil) {
 			sc.release(c)
 		}
 	}
@@ -677,6 +645,79 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 		}
 	}
 	return sc.visitChunk(lo, n, fn)
+}
+
+// loadBlock decodes block b of the cursor for a filtered scan.
+func (sc *scanner) loadBlock(c *cursor, b int) error {
+	if !c.used && len(sc.spare) > 0 {
+		c.cursorBufs = sc.spare[len(sc.spare)-1]
+		sc.spare = sc.spare[:len(sc.spare)-1]
+	}
+	if c.indexed && c.rare == nil {
+		if err := sc.loadRare(c); err != nil {
+			return err
+		}
+	}
+	return c.load(b, sc.spec.Keys, sc.spec.Details, sc.want)
+}
+
+// takeRare is chunkFiltered's walk over the rows [rowLo, rowHi) of an
+// indexed cursor: straight from its event index entries, decoding blocks
+// only for the properties (and details) asked for. ri is the user table
+// entry of rowLo.
+func (sc *scanner) takeRare(c *cursor, us []segment.UserRun, ri, rowLo, rowHi int, lo uint32) error {
+	if c.rare == nil {
+		if err := sc.loadRare(c); err != nil {
+			return err
+		}
+	}
+	x := c.rare
+	k := c.rarePos
+	if k >= len(x.rows) || int(x.rows[k]) > rowLo { // ranges ascend; a jump needs a search
+		k = sort.Search(len(x.rows), func(i int) bool { return int(x.rows[i]) >= rowLo })
+	}
+	cols := len(sc.spec.Keys) > 0 || sc.spec.Details
+	for ; k < len(x.rows) && int(x.rows[k]) < rowHi; k++ {
+		row := int(x.rows[k])
+		if row < rowLo {
+			continue
+		}
+		for int(us[ri].Start+us[ri].N) <= row {
+			ri++
+		}
+		b := row / segment.BlockRows
+		if cols && c.block != b {
+			if err := sc.loadBlock(c, b); err != nil {
+				return err
+			}
+		}
+		sc.take(c, us[ri].User-lo, x.times[k], x.evs[k], row-b*segment.BlockRows)
+	}
+	c.rarePos = k
+	return nil
+}
+
+// take adds row j of the cursor's block, of chunk user u, to the
+// filtered gather.
+func (sc *scanner) take(c *cursor, u uint32, time int64, ev uint32, j int) {
+	t := &sc.tmp
+	t.users = append(t.users, u)
+	t.times = append(t.times, time)
+	t.events = append(t.events, ev)
+	if sc.spec.Details {
+		t.inserts = append(t.inserts, c.inserts[j])
+		t.received = append(t.received, c.received[j])
+	}
+	if sc.spec.Codes {
+		for k := range t.codes {
+			t.codes[k] = append(t.codes[k], sc.code(c, k, j))
+		}
+	} else {
+		for k := range t.props {
+			t.props[k] = append(t.props[k], c.atom(k, j))
+		}
+	}
+	sc.offs[u+1]++
 }
 
 // intern returns the scanner's code of a value of column k (0 for "").

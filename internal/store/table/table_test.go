@@ -37,6 +37,11 @@ func randEvent(r *rand.Rand, users int) event.Event {
 	if x := r.IntN(200); x < 3 { // rare events: segments index them
 		e.Name = []string{"refund", "upgrade", "churn"}[x]
 	}
+	if e.Name == "signup" && (e.Time-day0)/86_400_000%2 == 0 && r.IntN(20) > 0 {
+		// Rare on even days only: one scan meets segments that index
+		// it and segments that do not.
+		e.Name = "page_view"
+	}
 	if r.IntN(3) > 0 {
 		e.InsertID = fmt.Sprintf("ins%d", r.IntN(400))
 	}
