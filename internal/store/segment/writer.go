@@ -105,13 +105,14 @@ type evCount struct {
 	common bool
 }
 
-// indexShare bounds the event index to 1/indexShare of a segment's
-// rows: the rarest events are indexed first, as long as they fit, so
-// that a scan of rare events reads little more than their rows. While
-// writing, an event with more than that share (plus indexSlack rows: an
-// event common early may turn out rare) stops being a candidate.
+// The event index holds events of at most 1/eventShare of a segment's
+// rows each, the rarest first, up to 1/indexShare of the rows in all: a
+// scan of rare events then reads little more than their rows. While
+// writing, an event past its share (plus indexSlack rows: an event
+// common early may turn out rare) stops being a candidate.
 const (
-	indexShare = 32
+	eventShare = 48
+	indexShare = 16
 	indexSlack = 4096
 )
 
@@ -220,7 +221,7 @@ func (w *Writer) indexEvent(e uint32, t int64) {
 	if x.common {
 		return
 	}
-	if x.n > (w.rows+1)/indexShare+indexSlack {
+	if x.n > (w.rows+1)/eventShare+indexSlack {
 		x.common = true // its rows so far are dropped on Close
 		return
 	}
@@ -538,7 +539,7 @@ func (w *Writer) appendEventIndex(f []byte) []byte {
 	room := w.rows/indexShare + 1
 	for _, e := range cands {
 		x := &w.evIndex[e]
-		if x.n > room {
+		if x.n > room || x.n > w.rows/eventShare+1 {
 			x.common = true
 			continue
 		}
