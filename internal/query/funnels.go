@@ -81,6 +81,9 @@ type funnel struct {
 	bd        *breakdownSpec
 	intervals *buckets
 	stepOf    [][]int // event code -> steps it may match (nil: check every step)
+	// plainOf, when no step has a filter, is by event code the mask of
+	// the steps it matches: no per-step test per event.
+	plainOf []uint32
 	anyStep   []int   // steps matching any event
 	exclOf    [][]int
 }
@@ -215,6 +218,18 @@ func compileFunnel(p *plan, spec FunnelSpec) (*funnel, error) {
 		}
 		if len(anyExcl) > 0 {
 			f.exclOf[c] = sortedUnion(f.exclOf[c], anyExcl)
+		}
+	}
+	plain := true
+	for _, st := range f.steps {
+		plain = plain && len(st.ev) == 0 && len(st.user) == 0
+	}
+	if plain {
+		f.plainOf = make([]uint32, len(f.stepOf))
+		for c, ks := range f.stepOf {
+			for _, k := range ks {
+				f.plainOf[c] |= 1 << k
+			}
 		}
 	}
 	return f, nil
@@ -486,10 +501,20 @@ func (fw *funnelWorker) visit(q *scan.Sequence, u *userCtx) error {
 	any := false
 	for i := 0; i < n; i++ {
 		var m, x uint32
-		for _, k := range f.stepOf[q.Events[i]] {
-			if f.steps[k].matches(q, i, u) && f.global.matchEvent(q, i) {
-				m |= 1 << k
+		if f.plainOf != nil {
+			if m = f.plainOf[q.Events[i]]; m != 0 && len(f.global.ev) > 0 && !f.global.matchEvent(q, i) {
+				m = 0
+			}
+			for mm := m; mm != 0; mm &= mm - 1 {
+				k := bits.TrailingZeros32(mm)
 				fw.pos[k] = append(fw.pos[k], int32(i))
+			}
+		} else {
+			for _, k := range f.stepOf[q.Events[i]] {
+				if f.steps[k].matches(q, i, u) && f.global.matchEvent(q, i) {
+					m |= 1 << k
+					fw.pos[k] = append(fw.pos[k], int32(i))
+				}
 			}
 		}
 		for _, k := range f.exclOf[q.Events[i]] {
