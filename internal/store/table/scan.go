@@ -673,7 +673,9 @@ func (sc *scanner) takeRare(c *cursor, us []segment.UserRun, ri, rowLo, rowHi in
 	}
 	x := c.rare
 	k := c.rarePos
-	if k >= len(x.rows) || int(x.rows[k]) > rowLo { // ranges ascend; a jump needs a search
+	// Chunks ascend and mostly follow each other: search only after a
+	// jump (a worker's next user range) or a step back.
+	if k < len(x.rows) && int(x.rows[k]) < rowLo || k > 0 && int(x.rows[k-1]) >= rowLo {
 		k = sort.Search(len(x.rows), func(i int) bool { return int(x.rows[i]) >= rowLo })
 	}
 	cols := len(sc.spec.Keys) > 0 || sc.spec.Details
