@@ -283,13 +283,14 @@ func (c *cursor) load(b int, keys []uint32, details bool, want []uint8) error {
 // copy pass moves them from the decoded blocks (each cursor reading its
 // blocks in order), and then each user's rows are one contiguous slice.
 type scanner struct {
-	s       *Snapshot
-	spec    ScanSpec
-	cursors []*cursor
-	multi   bool      // a day's segments overlap in users: a user's rows may need sorting
-	wait    []*cursor // runRange: cursors whose next user is beyond the chunk
-	cur     []*cursor // runRange: cursors with users in the chunk
-	spare   []cursorBufs
+	s        *Snapshot
+	spec     ScanSpec
+	cursors  []*cursor
+	multi    bool      // a day's segments overlap in users: a user's rows may need sorting
+	clipping bool      // the time range cuts a segment: users' rows need clipping
+	wait     []*cursor // runRange: cursors whose next user is beyond the chunk
+	cur      []*cursor // runRange: cursors with users in the chunk
+	spare    []cursorBufs
 	// Event index rows of finished cursors, for reuse.
 	spareRare []*rareRows
 	want      []uint8 // by event code, 1 for wanted, with ScanSpec.Events; the last entry is 0
@@ -351,6 +352,8 @@ func (s *Snapshot) newScanner(spec ScanSpec) (*scanner, error) {
 			if hi < spec.From || spec.To != 0 && lo >= spec.To || h.r.Rows() == 0 {
 				continue
 			}
+			// Users' rows need clipping only from segments the range cuts.
+			sc.clipping = sc.clipping || lo < spec.From || spec.To != 0 && hi >= spec.To
 			c := &cursor{h: h, r: h.r, part: pi, block: -1,
 				props: make([]segment.PropBlock, len(spec.Keys)), dicts: make([][]segment.Atom, len(spec.Keys)),
 				codes: make([][]uint32, len(spec.Keys)), raws: make([][]segment.Atom, len(spec.Keys)),
@@ -540,7 +543,7 @@ func (sc *scanner) visitChunk(lo uint32, n int, fn func(*Sequence) error) error 
 		if sc.multi && !slices.IsSorted(q.Times) {
 			sc.sortSeq()
 		}
-		if sc.spec.From != 0 || sc.spec.To != 0 {
+		if sc.clipping {
 			sc.clip()
 		}
 		if len(q.Times) == 0 {
