@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/veil-analytics/veil/internal/scan"
@@ -84,8 +85,8 @@ type funnel struct {
 	// plainOf, when no step has a filter, is by event code the mask of
 	// the steps it matches: no per-step test per event.
 	plainOf []uint32
-	anyStep   []int   // steps matching any event
-	exclOf    [][]int
+	anyStep []int // steps matching any event
+	exclOf  [][]int
 }
 
 type exclusion struct {
@@ -416,12 +417,27 @@ func (f *funnel) answer(env *Env, a *funnelAgg) []FunnelStep {
 		if a.users[0] > 0 {
 			st.ConversionOverall = ptr(float64(a.users[k]) / float64(a.users[0]))
 		}
-		if k > 0 && len(a.fromPrev[k]) > 0 {
-			st.AvgSecondsFromPrevious, st.MedianSecondsFromPrevious = meanMedianSeconds(a.fromPrev[k])
-			st.AvgSecondsFromStart, st.MedianSecondsFromStart = meanMedianSeconds(a.fromStart[k])
-		}
 		out[k] = st
 	}
+	// The times to convert: a quickselect over every converted user per
+	// step, the steps' lists in parallel.
+	var wg sync.WaitGroup
+	for k := 1; k < len(out); k++ {
+		if out[k].Suppressed || len(a.fromPrev[k]) == 0 {
+			continue
+		}
+		st := &out[k]
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			st.AvgSecondsFromPrevious, st.MedianSecondsFromPrevious = meanMedianSeconds(a.fromPrev[k])
+		}()
+		go func() {
+			defer wg.Done()
+			st.AvgSecondsFromStart, st.MedianSecondsFromStart = meanMedianSeconds(a.fromStart[k])
+		}()
+	}
+	wg.Wait()
 	return out
 }
 
