@@ -135,16 +135,6 @@ func (s *userSet) add(u uint64) {
 	s.more[u] = true
 }
 
-func (s *userSet) del(u uint64) {
-	if u < denseUsers {
-		if w := int(u >> 6); w < len(s.bits) {
-			s.bits[w] &^= 1 << (u & 63)
-		}
-		return
-	}
-	delete(s.more, u)
-}
-
 func (s *userSet) has(u uint64) bool {
 	if s == nil {
 		return false
