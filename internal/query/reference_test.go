@@ -833,6 +833,64 @@ func refCompare(d *refDiffs, path string, got, want any) {
 // refKeep decides which segments a breakdown keeps when there are more
 // than limit: the engine's choice (gotKept) when it is a valid one (the
 // top limit by rank, ties broken any way), else the reference's own.
+// refBreakdownKeys groups a breakdown's segments: past limit (0: 25) by
+// rank, all but a breakdown by cohorts (a user may be in several) fold
+// into $other. It orders the groups as the engine must, by rank with
+// $other last; got are the engine's segment keys, for the ties refKeep
+// and refAlign accept.
+func refBreakdownKeys(d *refDiffs, what string, rank map[string]float64, labels map[string]any, limit int, cohorts bool, got []string) (map[string]map[string]bool, []string) {
+	if limit == 0 {
+		limit = 25
+	}
+	otherKey := refKey(OtherSegment)
+	var gotKept []string
+	for _, k := range got {
+		if k != otherKey {
+			gotKept = append(gotKept, k)
+		}
+	}
+	groups := map[string]map[string]bool{}
+	for s := range rank {
+		groups[s] = map[string]bool{s: true}
+	}
+	if len(rank) > limit && !cohorts {
+		keep := refKeep(d, what, rank, limit, gotKept)
+		other := map[string]bool{}
+		for s := range rank {
+			if !keep[s] {
+				other[s] = true
+				delete(groups, s)
+				delete(rank, s)
+			}
+		}
+		groups[otherKey] = other
+		labels[otherKey] = OtherSegment
+	}
+	var keys []string
+	for s := range groups {
+		keys = append(keys, s)
+	}
+	refOrder(keys, rank, otherKey)
+	return groups, refAlign(d, what, got, keys, rank, otherKey)
+}
+
+// refOrder sorts segment keys as answers list them: by rank, then key,
+// $other last.
+func refOrder(keys []string, rank map[string]float64, otherKey string) {
+	slices.SortFunc(keys, func(a, b string) int {
+		if (a == otherKey) != (b == otherKey) {
+			if a == otherKey {
+				return 1
+			}
+			return -1
+		}
+		if c := cmp.Compare(rank[b], rank[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+}
+
 func refKeep(d *refDiffs, what string, rank map[string]float64, limit int, gotKept []string) map[string]bool {
 	keep := map[string]bool{}
 	for _, k := range gotKept {
@@ -1340,18 +1398,7 @@ func (w *refWorld) insightsWindow(d *refDiffs, path string, spec refInsSpec, win
 	for k := range labels {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b string) int {
-		if (a == otherKey) != (b == otherKey) {
-			if a == otherKey {
-				return 1
-			}
-			return -1
-		}
-		if c := cmp.Compare(rank[b], rank[a]); c != 0 {
-			return c
-		}
-		return strings.Compare(a, b)
-	})
+	refOrder(keys, rank, otherKey)
 	if got != nil {
 		keys = refAlign(d, "insights"+path+" rows", gotKeys, keys, rank, otherKey)
 	}
@@ -1825,56 +1872,14 @@ func (w *refWorld) checkFunnels(d *refDiffs, spec FunnelSpec, got *FunnelResult)
 		}
 		// Segments are those of counted (not excluded) attempts, ranked by
 		// their users (who may be none: their totals still count).
-		limit := spec.Limit
-		if limit == 0 {
-			limit = 25
-		}
 		otherKey := refKey(OtherSegment)
-		var gotKeys, gotKept []string
+		var gotKeys []string
 		if got != nil {
 			for _, g := range got.Breakdown {
-				k := refKey(g.Segment)
-				gotKeys = append(gotKeys, k)
-				if k != otherKey {
-					gotKept = append(gotKept, k)
-				}
+				gotKeys = append(gotKeys, refKey(g.Segment))
 			}
 		}
-		groups := map[string]map[string]bool{}
-		for s := range rank {
-			groups[s] = map[string]bool{s: true}
-		}
-		// Chosen cohorts are never folded (a user may be in several).
-		if len(rank) > limit && len(spec.Breakdown.Cohorts) == 0 {
-			keep := refKeep(d, "funnel breakdown", rank, limit, gotKept)
-			other := map[string]bool{}
-			for s := range rank {
-				if !keep[s] {
-					other[s] = true
-					delete(groups, s)
-					delete(rank, s)
-				}
-			}
-			groups[otherKey] = other
-			labels[otherKey] = OtherSegment
-		}
-		var keys []string
-		for s := range groups {
-			keys = append(keys, s)
-		}
-		slices.SortFunc(keys, func(a, b string) int {
-			if (a == otherKey) != (b == otherKey) {
-				if a == otherKey {
-					return 1
-				}
-				return -1
-			}
-			if c := cmp.Compare(rank[b], rank[a]); c != 0 {
-				return c
-			}
-			return strings.Compare(a, b)
-		})
-		keys = refAlign(d, "funnel breakdown", gotKeys, keys, rank, otherKey)
+		groups, keys := refBreakdownKeys(d, "funnel breakdown", rank, labels, spec.Limit, len(spec.Breakdown.Cohorts) > 0, gotKeys)
 		for _, s := range keys {
 			a := refFunnelGroup(n, fus, overall, in(groups[s]))
 			if s == otherKey { // the folded rows added up (their totals each re-enter on their own)
@@ -2124,63 +2129,22 @@ func (w *refWorld) checkRetention(d *refDiffs, spec RetentionSpec, got *Retentio
 			}
 		}
 		rank := map[string]float64{}
-		groups := map[string]map[string]bool{}
 		labels := map[string]any{}
 		for _, b := range births {
 			for _, s := range b.segs {
 				rank[s]++
-				groups[s] = map[string]bool{s: true}
 				var v any
 				_ = json.Unmarshal([]byte(s), &v)
 				labels[s] = v
 			}
 		}
-		limit := spec.Limit
-		if limit == 0 {
-			limit = 25
-		}
-		otherKey := refKey(OtherSegment)
-		var gotKeys, gotKept []string
+		var gotKeys []string
 		if got != nil {
 			for _, t := range got.Breakdown {
-				k := refKey(t.Segment)
-				gotKeys = append(gotKeys, k)
-				if k != otherKey {
-					gotKept = append(gotKept, k)
-				}
+				gotKeys = append(gotKeys, refKey(t.Segment))
 			}
 		}
-		// Chosen cohorts are never folded (a user may be in several).
-		if len(rank) > limit && len(spec.Breakdown.Cohorts) == 0 {
-			keep := refKeep(d, "retention breakdown", rank, limit, gotKept)
-			other := map[string]bool{}
-			for s := range rank {
-				if !keep[s] {
-					other[s] = true
-					delete(groups, s)
-					delete(rank, s)
-				}
-			}
-			groups[otherKey] = other
-			labels[otherKey] = OtherSegment
-		}
-		var keys []string
-		for s := range groups {
-			keys = append(keys, s)
-		}
-		slices.SortFunc(keys, func(a, b string) int {
-			if (a == otherKey) != (b == otherKey) {
-				if a == otherKey {
-					return 1
-				}
-				return -1
-			}
-			if c := cmp.Compare(rank[b], rank[a]); c != 0 {
-				return c
-			}
-			return strings.Compare(a, b)
-		})
-		keys = refAlign(d, "retention breakdown", gotKeys, keys, rank, otherKey)
+		groups, keys := refBreakdownKeys(d, "retention breakdown", rank, labels, spec.Limit, len(spec.Breakdown.Cohorts) > 0, gotKeys)
 		for _, s := range keys {
 			t := table(in(groups[s]))
 			t.Segment = labels[s]
