@@ -302,6 +302,7 @@ type insWorker struct {
 	// context; per batch, the rows passing the global event conditions,
 	// and per run, the user's profile and whether they pass the global
 	// user conditions.
+	simple   bool // one breakdown, by an event property (see addEvent)
 	rows     bool
 	same     []int // per series, an earlier one with the same cells, or -1
 	user     uint64
@@ -487,7 +488,8 @@ func (in *insights) pass(s *session, w window, bk *buckets, keep map[string]bool
 func (in *insights) newWorker(bk *buckets, keep map[string]bool) *insWorker {
 	nb := bk.n() + 1
 	iw := &insWorker{in: in, bk: bk, fold: keep, global: in.global.clone(),
-		cells: make([]map[string]*cell, len(in.series)), byID: make([][]*cell, len(in.series)),
+		simple: len(in.bds) == 1 && !in.bds[0].perUser(),
+		cells:  make([]map[string]*cell, len(in.series)), byID: make([][]*cell, len(in.series)),
 		multi: make([][]map[uint64]int64, len(in.series)), overflow: make([]bool, len(in.series)),
 		segs: make([][]scan.Value, len(in.bds)), byCode: make([][]*cell, len(in.series)),
 		mask: make([]uint64, nb), maskN: make([]int32, nb), maskC: make([]*cell, nb), maskGen: make([]uint64, nb)}
@@ -540,22 +542,16 @@ func segKey(dst []byte, vals []scan.Value) []byte {
 }
 
 func (iw *insWorker) visit(q *scan.Sequence, u *userCtx) error {
-	in := iw.in
 	if !iw.global.matchUser(u) {
 		return nil
 	}
 	nb := iw.bk.n()
-	// One breakdown by an event property: events of a user mostly repeat
-	// a value, which then finds its cell without hashing.
-	simple := len(in.bds) == 1 && !in.bds[0].perUser()
 	for si, se := range iw.series {
 		if len(se.st.user) > 0 && !se.st.matchUser(u) {
 			continue
 		}
 		iw.gen++
 		cur := bucketCursor{b: iw.bk}
-		var lastC *cell
-		byCode := iw.byCode[si]
 		for i, t := range q.Times {
 			if se.st.none || !se.st.any && q.Events[i] != se.st.code ||
 				!se.st.matchEvent(q, i) || !iw.global.matchEvent(q, i) {
@@ -565,31 +561,52 @@ func (iw *insWorker) visit(q *scan.Sequence, u *userCtx) error {
 			if b < 0 {
 				continue
 			}
-			switch {
-			case len(in.bds) == 0:
-				if lastC == nil {
-					lastC = iw.cellFor(si, se, "")
-				}
-				iw.add(se, lastC, q, i, b, nb)
-			case simple:
-				code := q.Props[in.bds[0].col][i]
-				if int(code) >= len(byCode) {
-					byCode = append(byCode, make([]*cell, int(code)+1-len(byCode))...)
-					iw.byCode[si] = byCode
-				}
-				c := byCode[code]
-				if c == nil {
-					c = iw.cellFor(si, se, string(segmentValue(q.Value(in.bds[0].col, i))))
-					byCode[code] = c
-				}
-				iw.add(se, c, q, i, b, nb)
-			default:
-				iw.eachSegment(si, se, q, i, u, b, nb)
-			}
+			iw.addEvent(si, se, q, i, u, b, nb)
 		}
 		iw.closeUser(si, nb)
 	}
 	return nil
+}
+
+// addEvent adds event i of q, in bucket b, to its cells: the one cell
+// without breakdowns; with one breakdown by an event property, the cell
+// of its value code (events of a user mostly repeat a value, which then
+// finds its cell without hashing); else the cell of every combination of
+// its breakdown values.
+func (iw *insWorker) addEvent(si int, se *series, q *scan.Sequence, i int, u *userCtx, b, nb int) {
+	switch {
+	case len(iw.in.bds) == 0:
+		iw.add(se, iw.codeCell(si, se, q, -1, 0), q, i, b, nb)
+	case iw.simple:
+		col := iw.in.bds[0].col
+		iw.add(se, iw.codeCell(si, se, q, col, q.Props[col][i]), q, i, b, nb)
+	default:
+		iw.eachSegment(si, se, q, i, u, b, nb)
+	}
+}
+
+// codeCell is the series' cell of value code h of event property column
+// col (-1: the one cell without breakdowns).
+func (iw *insWorker) codeCell(si int, se *series, q *scan.Sequence, col int, h uint32) *cell {
+	byCode := iw.byCode[si]
+	if int(h) >= len(byCode) {
+		byCode = append(byCode, make([]*cell, int(h)+1-len(byCode))...)
+		iw.byCode[si] = byCode
+	}
+	if c := byCode[h]; c != nil {
+		return c
+	}
+	key := ""
+	if col >= 0 {
+		var v scan.Value // absent for code 0
+		if h != 0 {
+			v = q.Dicts[col][h-1]
+		}
+		key = string(segmentValue(v))
+	}
+	c := iw.cellFor(si, se, key)
+	byCode[h] = c
+	return c
 }
 
 // closeUser counts the user once per bucket of every cell they touched,

@@ -294,12 +294,11 @@ func (iw *insWorker) visitRows(s *session, rs *scan.Rows) error {
 		iw.runProps = append(iw.runProps, u.props)
 		iw.runOK = append(iw.runOK, iw.global.matchUser(u))
 	}
-	simple := len(in.bds) == 1 && !in.bds[0].perUser()
 	for si, se := range iw.series {
 		if se.st.none || iw.same[si] >= 0 {
 			continue
 		}
-		if one && se.kind == mCount && len(se.st.ev) == 0 && (len(in.bds) == 0 || simple) {
+		if one && se.kind == mCount && len(se.st.ev) == 0 && (len(in.bds) == 0 || iw.simple) {
 			iw.countRows(si, se, rs, pass, b0)
 			continue
 		}
@@ -312,8 +311,6 @@ func (iw *insWorker) visitRows(s *session, rs *scan.Rows) error {
 				continue
 			}
 			cur := bucketCursor{b: iw.bk}
-			var lastC *cell
-			byCode := iw.byCode[si]
 			for i := start; i < end; i++ {
 				if !se.st.any && q.Events[i] != se.st.code || pass != nil && !pass[i] || !se.st.matchEvent(q, i) {
 					continue
@@ -324,27 +321,7 @@ func (iw *insWorker) visitRows(s *session, rs *scan.Rows) error {
 						continue
 					}
 				}
-				switch {
-				case len(in.bds) == 0:
-					if lastC == nil {
-						lastC = iw.cellFor(si, se, "")
-					}
-					iw.add(se, lastC, q, i, b, nb)
-				case simple:
-					code := q.Props[in.bds[0].col][i]
-					if int(code) >= len(byCode) {
-						byCode = append(byCode, make([]*cell, int(code)+1-len(byCode))...)
-						iw.byCode[si] = byCode
-					}
-					c := byCode[code]
-					if c == nil {
-						c = iw.cellFor(si, se, string(segmentValue(q.Value(in.bds[0].col, i))))
-						byCode[code] = c
-					}
-					iw.add(se, c, q, i, b, nb)
-				default:
-					iw.eachSegment(si, se, q, i, u, b, nb)
-				}
+				iw.addEvent(si, se, q, i, u, b, nb)
 			}
 			start = end
 		}
@@ -436,30 +413,6 @@ func (iw *insWorker) countRows(si int, se *series, rs *scan.Rows, pass []bool, b
 		hist[h] = 0
 	}
 	iw.touchedCodes = touched
-}
-
-// codeCell is the series' cell of value code h of column col (-1: the
-// one cell without breakdowns).
-func (iw *insWorker) codeCell(si int, se *series, q *scan.Sequence, col int, h uint32) *cell {
-	byCode := iw.byCode[si]
-	if int(h) >= len(byCode) {
-		byCode = append(byCode, make([]*cell, int(h)+1-len(byCode))...)
-		iw.byCode[si] = byCode
-	}
-	if c := byCode[h]; c != nil {
-		return c
-	}
-	key := ""
-	if col >= 0 {
-		var v scan.Value // absent for code 0
-		if h != 0 {
-			v = q.Dicts[col][h-1]
-		}
-		key = string(segmentValue(v))
-	}
-	c := iw.cellFor(si, se, key)
-	byCode[h] = c
-	return c
 }
 
 // addRow is add for the row pass: the user joins the cell's set of b. The
