@@ -65,7 +65,7 @@ type blockWorker struct {
 	spec   ScanSpec
 	want   []uint8
 	blk    Block
-	index  []map[segment.Atom]uint32
+	coder  coder // with ScanSpec.Codes
 	remaps map[*segment.Reader][][]uint32
 
 	scratch segment.Scratch
@@ -146,11 +146,8 @@ func (s *Snapshot) ParallelBlocks(ctx context.Context, spec ScanSpec, workers in
 		bw.blk.w = bw
 		if spec.Codes {
 			bw.blk.Codes = make([][]uint32, len(spec.Keys))
-			bw.blk.Dicts = make([][]segment.Atom, len(spec.Keys))
-			bw.index = make([]map[segment.Atom]uint32, len(spec.Keys))
-			for k := range bw.index {
-				bw.index[k] = map[segment.Atom]uint32{}
-			}
+			bw.coder = newCoder(len(spec.Keys))
+			bw.blk.Dicts = bw.coder.dicts // one slice: the coder's growth shows
 		}
 		for {
 			i := next.Add(1) - 1
@@ -389,11 +386,11 @@ func (w *blockWorker) column(r *segment.Reader, b, k int, key uint32) error {
 		w.raws[k] = pb.Atoms
 		if w.sel == nil {
 			for _, a := range pb.Atoms {
-				out = append(out, w.intern(k, a))
+				out = append(out, w.coder.intern(k, a))
 			}
 		} else {
 			for _, j := range w.sel {
-				out = append(out, w.intern(k, pb.Atoms[j]))
+				out = append(out, w.coder.intern(k, pb.Atoms[j]))
 			}
 		}
 	default:
@@ -416,25 +413,7 @@ func (w *blockWorker) remap(r *segment.Reader, k int, key uint32) ([]uint32, err
 		if err != nil {
 			return nil, err
 		}
-		m := make([]uint32, len(d)+1)
-		for i, a := range d {
-			m[i+1] = w.intern(k, a)
-		}
-		ms[k] = m
+		ms[k] = w.coder.remap(k, d)
 	}
 	return ms[k], nil
-}
-
-// intern returns the worker's code of a value of column k (0 for "").
-func (w *blockWorker) intern(k int, a segment.Atom) uint32 {
-	if a == "" {
-		return 0
-	}
-	if c, ok := w.index[k][a]; ok {
-		return c
-	}
-	w.blk.Dicts[k] = append(w.blk.Dicts[k], a)
-	c := uint32(len(w.blk.Dicts[k]))
-	w.index[k][a] = c
-	return c
 }

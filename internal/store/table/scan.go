@@ -303,7 +303,7 @@ type scanner struct {
 	received []int64
 	props    [][]segment.Atom
 	codes    [][]uint32 // with ScanSpec.Codes, instead of props
-	index    []map[segment.Atom]uint32
+	coder    coder      // with ScanSpec.Codes
 	seq      Sequence
 
 	// The filtered gather's rows in cursor order, before placing by user.
@@ -331,12 +331,9 @@ func (s *Snapshot) newScanner(spec ScanSpec) (*scanner, error) {
 	}
 	if spec.Codes {
 		sc.seq.Codes = make([][]uint32, len(spec.Keys))
-		sc.seq.Dicts = make([][]segment.Atom, len(spec.Keys))
+		sc.coder = newCoder(len(spec.Keys))
+		sc.seq.Dicts = sc.coder.dicts // one slice: the coder's growth shows
 		sc.codes = make([][]uint32, len(spec.Keys))
-		sc.index = make([]map[segment.Atom]uint32, len(spec.Keys))
-		for k := range sc.index {
-			sc.index[k] = map[segment.Atom]uint32{}
-		}
 	} else {
 		sc.seq.Props = make([][]segment.Atom, len(spec.Keys))
 		sc.props = make([][]segment.Atom, len(spec.Keys))
@@ -725,20 +722,6 @@ func (sc *scanner) take(c *cursor, u uint32, time int64, ev uint32, j int) {
 	sc.offs[u+1]++
 }
 
-// intern returns the scanner's code of a value of column k (0 for "").
-func (sc *scanner) intern(k int, a segment.Atom) uint32 {
-	if a == "" {
-		return 0
-	}
-	if c, ok := sc.index[k][a]; ok {
-		return c
-	}
-	sc.seq.Dicts[k] = append(sc.seq.Dicts[k], a)
-	c := uint32(len(sc.seq.Dicts[k]))
-	sc.index[k][a] = c
-	return c
-}
-
 // code is row j of the cursor's property column k as a scanner code.
 func (sc *scanner) code(c *cursor, k, j int) uint32 {
 	pb := c.props[k]
@@ -746,7 +729,7 @@ func (sc *scanner) code(c *cursor, k, j int) uint32 {
 	case pb.Codes != nil:
 		return sc.remapOf(c, k)[pb.Codes[j]]
 	case pb.Atoms != nil:
-		return sc.intern(k, pb.Atoms[j])
+		return sc.coder.intern(k, pb.Atoms[j])
 	}
 	return 0
 }
@@ -755,12 +738,7 @@ func (sc *scanner) code(c *cursor, k, j int) uint32 {
 // codes, on first use.
 func (sc *scanner) remapOf(c *cursor, k int) []uint32 {
 	if c.remap[k] == nil {
-		d := c.dicts[k]
-		m := make([]uint32, len(d)+1)
-		for i, a := range d {
-			m[i+1] = sc.intern(k, a)
-		}
-		c.remap[k] = m
+		c.remap[k] = sc.coder.remap(k, c.dicts[k])
 	}
 	return c.remap[k]
 }
@@ -813,7 +791,7 @@ func (sc *scanner) copyRows(c *cursor, start, n, dst int) error {
 					}
 				case pb.Atoms != nil:
 					for j, a := range pb.Atoms[i : i+m] {
-						out[j] = sc.intern(k, a)
+						out[j] = sc.coder.intern(k, a)
 					}
 				default:
 					clear(out)
