@@ -277,12 +277,14 @@ func Read(r io.Reader, size int64) (*Map, error) {
 		}
 		if kind == kindID {
 			l, k := binary.Uvarint(frame[1:])
-			id := frame[1+k : 1+k+int(l)]
-			i, o := m.find(string(id))
+			// A view of the frame, not a copy per id: add copies it into
+			// the arena.
+			id := unsafe.String(&frame[1+k], int(l))
+			i, o := m.find(id)
 			if o != noOrdinal {
 				return nil, fmt.Errorf("%w: id repeated at offset %d", ErrCorrupt, off)
 			}
-			m.add(i, string(id)) // already in the file: not pending
+			m.add(i, id) // already in the file: not pending
 		} else {
 			a, k := binary.Uvarint(frame[1:])
 			b, _ := binary.Uvarint(frame[1+k:])

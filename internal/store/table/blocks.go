@@ -200,7 +200,7 @@ func (w *blockWorker) block(r *segment.Reader, b int, fn func(*Block) error) err
 	n := min(segment.BlockRows, r.Rows()-b*segment.BlockRows)
 	w.sel, w.selEv, w.events = nil, nil, nil
 	clipped := false
-	if w.want != nil && r.Indexed(spec.Events) {
+	if w.want != nil && (w.rareOf == r || r.Indexed(spec.Events)) {
 		// The event index has the wanted rows and their times: neither
 		// column is read.
 		if w.rareOf != r {
