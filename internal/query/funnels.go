@@ -255,21 +255,21 @@ type attempt struct {
 type funnelAgg struct {
 	users               []int64
 	totals              []int64
-	fromPrev, fromStart [][]int64 // per step, ms of each user who reached it
-	ttc                 []int64   // histogram of first-to-last, by ttcEdges
+	fromPrev, fromStart []durations // per step, ms of each user who reached it
+	ttc                 []int64     // histogram of first-to-last, by ttcEdges
 }
 
 func newFunnelAgg(n int) *funnelAgg {
 	return &funnelAgg{users: make([]int64, n), totals: make([]int64, n),
-		fromPrev: make([][]int64, n), fromStart: make([][]int64, n), ttc: make([]int64, len(ttcEdges))}
+		fromPrev: make([]durations, n), fromStart: make([]durations, n), ttc: make([]int64, len(ttcEdges))}
 }
 
 func (a *funnelAgg) addUser(at *attempt) {
 	for k := 0; k < at.level; k++ {
 		a.users[k]++
 		if k > 0 {
-			a.fromPrev[k] = append(a.fromPrev[k], at.times[k]-at.times[k-1])
-			a.fromStart[k] = append(a.fromStart[k], at.times[k]-at.times[0])
+			a.fromPrev[k].add(at.times[k] - at.times[k-1])
+			a.fromStart[k].add(at.times[k] - at.times[0])
 		}
 	}
 	if n := len(a.users); at.level == n {
@@ -283,8 +283,8 @@ func (a *funnelAgg) merge(o *funnelAgg) {
 	for k := range a.users {
 		a.users[k] += o.users[k]
 		a.totals[k] += o.totals[k]
-		a.fromPrev[k] = append(a.fromPrev[k], o.fromPrev[k]...)
-		a.fromStart[k] = append(a.fromStart[k], o.fromStart[k]...)
+		a.fromPrev[k].merge(&o.fromPrev[k])
+		a.fromStart[k].merge(&o.fromStart[k])
 	}
 	for i := range a.ttc {
 		a.ttc[i] += o.ttc[i]
@@ -423,21 +423,57 @@ func (f *funnel) answer(env *Env, a *funnelAgg) []FunnelStep {
 	// step, the steps' lists in parallel.
 	var wg sync.WaitGroup
 	for k := 1; k < len(out); k++ {
-		if out[k].Suppressed || len(a.fromPrev[k]) == 0 {
+		if out[k].Suppressed || a.fromPrev[k].n == 0 {
 			continue
 		}
 		st := &out[k]
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			st.AvgSecondsFromPrevious, st.MedianSecondsFromPrevious = meanMedianSeconds(a.fromPrev[k])
+			st.AvgSecondsFromPrevious, st.MedianSecondsFromPrevious = meanMedianSeconds(a.fromPrev[k].flat())
 		}()
 		go func() {
 			defer wg.Done()
-			st.AvgSecondsFromStart, st.MedianSecondsFromStart = meanMedianSeconds(a.fromStart[k])
+			st.AvgSecondsFromStart, st.MedianSecondsFromStart = meanMedianSeconds(a.fromStart[k].flat())
 		}()
 	}
 	wg.Wait()
+	return out
+}
+
+// durations is a list of times in ms, kept in chunks that are never
+// copied: a funnel adds one per converted user and step, and growing one
+// slice would copy them over and over.
+type durations struct {
+	chunks [][]int64
+	n      int
+}
+
+const durationChunk = 4096
+
+func (d *durations) add(ms int64) {
+	if len(d.chunks) == 0 || len(d.chunks[len(d.chunks)-1]) == cap(d.chunks[len(d.chunks)-1]) {
+		// Chunks grow with the list: a breakdown has many short ones.
+		d.chunks = append(d.chunks, make([]int64, 0, min(max(d.n, 8), durationChunk)))
+	}
+	last := &d.chunks[len(d.chunks)-1]
+	*last = append(*last, ms)
+	d.n++
+}
+
+// merge moves o's chunks to d.
+func (d *durations) merge(o *durations) {
+	d.chunks = append(d.chunks, o.chunks...)
+	d.n += o.n
+	*o = durations{}
+}
+
+// flat is every time in one slice.
+func (d *durations) flat() []int64 {
+	out := make([]int64, 0, d.n)
+	for _, c := range d.chunks {
+		out = append(out, c...)
+	}
 	return out
 }
 

@@ -60,3 +60,28 @@ func TestBucketCursor(t *testing.T) {
 		}
 	}
 }
+
+// TestDurations checks that the chunked lists keep every time, in order,
+// across chunk boundaries and merges.
+func TestDurations(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for trial := range 200 {
+		var all []int64
+		var d durations
+		for range 1 + r.IntN(4) {
+			var o durations
+			for range r.IntN(3 * durationChunk) {
+				v := r.Int64()
+				o.add(v)
+				all = append(all, v)
+			}
+			d.merge(&o)
+			if o.n != 0 || o.chunks != nil {
+				t.Fatalf("trial %d: merge left the source with %d times", trial, o.n)
+			}
+		}
+		if got := d.flat(); d.n != len(all) || !slices.Equal(got, all) {
+			t.Fatalf("trial %d: %d times, flat has %d, want %d", trial, d.n, len(got), len(all))
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -488,6 +489,13 @@ func (r *Reader) Indexed(events []uint32) bool {
 // and times. Only events Indexed reports are all there.
 func (r *Reader) RareRows(s *Scratch, want []uint8, rows, evs []uint32, times []int64) ([]uint32, []uint32, []int64, error) {
 	last := uint32(len(want) - 1)
+	n := 0
+	for e, x := range r.events {
+		if x.indexed && want[min(e, last)] != 0 {
+			n += x.n
+		}
+	}
+	rows, evs, times = slices.Grow(rows, n), slices.Grow(evs, n), slices.Grow(times, n)
 	prev := -1 // the last row read
 	for c := range len(r.rareBlocks) / 3 {
 		n := min(indexChunk, r.rareRows-c*indexChunk)

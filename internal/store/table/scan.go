@@ -171,7 +171,7 @@ func (sc *scanner) loadRare(c *cursor) error {
 	if n := len(sc.spareRare); n > 0 {
 		x, sc.spareRare = sc.spareRare[n-1], sc.spareRare[:n-1]
 	}
-	if err := x.load(c.r, &c.scratch, sc.want); err != nil {
+	if err := x.load(c.r, &sc.rareScratch, sc.want); err != nil {
 		return err
 	}
 	c.rare, c.rarePos = x, 0
@@ -293,7 +293,9 @@ type scanner struct {
 	spare    []cursorBufs
 	// Event index rows of finished cursors, for reuse.
 	spareRare []*rareRows
-	want      []uint8 // by event code, 1 for wanted, with ScanSpec.Events; the last entry is 0
+	// rareScratch decodes event indexes: one buffer for every cursor.
+	rareScratch segment.Scratch
+	want        []uint8 // by event code, 1 for wanted, with ScanSpec.Events; the last entry is 0
 
 	offs     []uint32 // per user of the chunk, where its rows start
 	pos      []uint32
