@@ -148,6 +148,8 @@ type cursor struct {
 	part int
 	idx  int // position in scanner.cursors (day order)
 	ui   int // next entry of the user table
+	// The segment's first and last user.
+	first, last uint32
 	uend int
 
 	block int  // decoded block, -1 for none
@@ -364,6 +366,8 @@ func (s *Snapshot) newScanner(spec ScanSpec) (*scanner, error) {
 				}
 				c.dicts[k] = d
 			}
+			us := c.r.Users()
+			c.first, c.last = us[0].User, us[len(us)-1].User
 			c.idx = len(sc.cursors)
 			c.indexed = spec.Events != nil && h.r.Indexed(spec.Events)
 			sc.cursors = append(sc.cursors, c)
@@ -396,11 +400,22 @@ func overlapping(cs []*cursor) bool {
 	return false
 }
 
-// seek positions every cursor on its first user at or after lo.
-func (sc *scanner) seek(lo uint32) {
+// seek positions the cursors with users in [lo, hi) on their first user
+// at or after lo, and lists them in sc.wait. A segment's user bounds are
+// kept in its cursor: most segments lie wholly outside a worker's range,
+// and searching their user tables would miss the cache at every step.
+func (sc *scanner) seek(lo, hi uint32) {
+	sc.wait = sc.wait[:0]
 	for _, c := range sc.cursors {
-		us := c.r.Users()
-		c.ui = sort.Search(len(us), func(i int) bool { return us[i].User >= lo })
+		if c.last < lo || c.first >= hi {
+			continue
+		}
+		c.ui = 0
+		if c.first < lo {
+			us := c.r.Users()
+			c.ui = sort.Search(len(us), func(i int) bool { return us[i].User >= lo })
+		}
+		sc.wait = append(sc.wait, c)
 	}
 }
 
@@ -412,14 +427,8 @@ func (sc *scanner) seek(lo uint32) {
 // wait, by their next user, until a chunk reaches it, and leave once they
 // have no user left in the range.
 func (sc *scanner) runRange(ctx context.Context, lo, hi, step uint32, fn func(*Sequence) error) error {
-	sc.seek(lo)
+	sc.seek(lo, hi)
 	next := func(c *cursor) uint32 { return c.r.Users()[c.ui].User }
-	sc.wait = sc.wait[:0]
-	for _, c := range sc.cursors {
-		if c.ui < len(c.r.Users()) && next(c) < hi {
-			sc.wait = append(sc.wait, c)
-		}
-	}
 	slices.SortFunc(sc.wait, func(a, b *cursor) int { return cmp.Compare(next(a), next(b)) })
 	sc.cur = sc.cur[:0]
 	wi := 0
