@@ -150,7 +150,7 @@ type cursor struct {
 	ui   int // next entry of the user table
 	// The segment's first and last user.
 	first, last uint32
-	uend int
+	uend        int
 
 	block int  // decoded block, -1 for none
 	none  bool // the block has none of the wanted events (only events decoded)
