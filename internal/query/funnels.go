@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 	"sort"
@@ -430,11 +431,11 @@ func (f *funnel) answer(env *Env, a *funnelAgg) []FunnelStep {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			st.AvgSecondsFromPrevious, st.MedianSecondsFromPrevious = meanMedianSeconds(a.fromPrev[k].flat())
+			st.AvgSecondsFromPrevious, st.MedianSecondsFromPrevious = a.fromPrev[k].meanMedianSeconds()
 		}()
 		go func() {
 			defer wg.Done()
-			st.AvgSecondsFromStart, st.MedianSecondsFromStart = meanMedianSeconds(a.fromStart[k].flat())
+			st.AvgSecondsFromStart, st.MedianSecondsFromStart = a.fromStart[k].meanMedianSeconds()
 		}()
 	}
 	wg.Wait()
@@ -468,28 +469,75 @@ func (d *durations) merge(o *durations) {
 	*o = durations{}
 }
 
-// flat is every time in one slice.
-func (d *durations) flat() []int64 {
-	out := make([]int64, 0, d.n)
-	for _, c := range d.chunks {
-		out = append(out, c...)
-	}
-	return out
-}
-
-// meanMedianSeconds summarises durations in ms as seconds. It reorders ms.
-func meanMedianSeconds(ms []int64) (*float64, *float64) {
+// meanMedianSeconds summarises the times as seconds: their mean, and
+// their median (the mean of the two middle ones for an even count).
+//
+// The median is found without copying the list: a histogram of the high
+// bits of the values in a range narrows it to the bucket holding the
+// middle rank, a pass each, until few values are left in it; only those
+// are copied and selected. Times are whole milliseconds, so the float64
+// sum is exact whatever the order.
+func (d *durations) meanMedianSeconds() (*float64, *float64) {
+	n := d.n
 	var sum float64
-	for _, d := range ms {
-		sum += float64(d)
+	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+	for _, c := range d.chunks {
+		for _, v := range c {
+			sum += float64(v)
+			lo, hi = min(lo, v), max(hi, v)
+		}
 	}
-	n := len(ms)
-	med := float64(nth(ms, n/2))
+	k := n / 2 // the middle rank; with an even count also k-1
+	// [lo, hi] holds rank k; below is the count of smaller values.
+	below, in := 0, n
+	hist := make([]int, 1<<radixBits)
+	for in > radixDirect && hi > lo {
+		span := uint64(hi - lo)
+		shift := uint(max(0, bits.Len64(span)-radixBits))
+		clear(hist)
+		for _, c := range d.chunks {
+			for _, v := range c {
+				if v >= lo && v <= hi {
+					hist[uint64(v-lo)>>shift]++
+				}
+			}
+		}
+		for b, h := range hist {
+			if below+h > k {
+				in = h
+				off := uint64(b) << shift
+				lo, hi = lo+int64(off), lo+int64(off+min(span-off, 1<<shift-1))
+				break
+			}
+			below += h
+		}
+	}
+	mid := make([]int64, 0, in)
+	maxBelow := int64(math.MinInt64)
+	for _, c := range d.chunks {
+		for _, v := range c {
+			if v >= lo && v <= hi {
+				mid = append(mid, v)
+			} else if v < lo {
+				maxBelow = max(maxBelow, v)
+			}
+		}
+	}
+	med := float64(nth(mid, k-below))
 	if n%2 == 0 {
-		med = (float64(slices.Max(ms[:n/2])) + med) / 2
+		prev := maxBelow // rank k-1
+		if k > below {
+			prev = slices.Max(mid[:k-below])
+		}
+		med = (float64(prev) + med) / 2
 	}
 	return ptr(sum / float64(n) / 1000), ptr(med / 1000)
 }
+
+const (
+	radixBits   = 11  // a histogram of 2048 buckets stays in the L1 cache
+	radixDirect = 512 // few enough values to select directly
+)
 
 // nth reorders v so that v[k] is the value a sort would put there, with
 // no larger value before it, and returns it (quickselect, median of three

@@ -80,8 +80,54 @@ func TestDurations(t *testing.T) {
 				t.Fatalf("trial %d: merge left the source with %d times", trial, o.n)
 			}
 		}
-		if got := d.flat(); d.n != len(all) || !slices.Equal(got, all) {
-			t.Fatalf("trial %d: %d times, flat has %d, want %d", trial, d.n, len(got), len(all))
+		var got []int64
+		for _, c := range d.chunks {
+			got = append(got, c...)
+		}
+		if d.n != len(all) || !slices.Equal(got, all) {
+			t.Fatalf("trial %d: %d times, chunks hold %d, want %d", trial, d.n, len(got), len(all))
+		}
+	}
+}
+
+// TestMeanMedianSeconds compares the histogram median with a sort, on
+// spreads that make the narrowing take one pass, several, or none.
+func TestMeanMedianSeconds(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for trial := range 3000 {
+		n := 1 + r.IntN(5000)
+		var d durations
+		all := make([]int64, n)
+		shape := r.IntN(5)
+		for i := range all {
+			var v int64
+			switch shape {
+			case 0: // few distinct values: a bucket of equal ones
+				v = r.Int64N(3) * 1000
+			case 1: // a week of milliseconds
+				v = r.Int64N(7 * 86_400_000)
+			case 2: // any-order funnels: negative too
+				v = r.Int64N(2_000_000) - 1_000_000
+			case 3: // two far clusters
+				v = r.Int64N(100) + r.Int64N(2)*(1<<40)
+			default: // a long tail
+				v = int64(1) << r.IntN(40)
+			}
+			all[i] = v
+			d.add(v)
+		}
+		slices.Sort(all)
+		want := float64(all[n/2])
+		if n%2 == 0 {
+			want = (float64(all[n/2-1]) + want) / 2
+		}
+		var sum float64
+		for _, v := range all {
+			sum += float64(v)
+		}
+		mean, med := d.meanMedianSeconds()
+		if *med != want/1000 || *mean != sum/float64(n)/1000 {
+			t.Fatalf("trial %d (shape %d, n %d): mean %v median %v, want %v %v", trial, shape, n, *mean, *med, sum/float64(n)/1000, want/1000)
 		}
 	}
 }
