@@ -448,6 +448,8 @@ func (f *funnel) answer(env *Env, a *funnelAgg) []FunnelStep {
 type durations struct {
 	chunks [][]int64
 	n      int
+	sum    int64 // exact, unlike a float64 past 2^53, whatever the order
+	lo, hi int64 // the least and the greatest
 }
 
 const durationChunk = 4096
@@ -459,13 +461,26 @@ func (d *durations) add(ms int64) {
 	}
 	last := &d.chunks[len(d.chunks)-1]
 	*last = append(*last, ms)
+	if d.n == 0 {
+		d.lo, d.hi = ms, ms
+	}
 	d.n++
+	d.sum += ms
+	d.lo, d.hi = min(d.lo, ms), max(d.hi, ms)
 }
 
 // merge moves o's chunks to d.
 func (d *durations) merge(o *durations) {
+	if o.n == 0 {
+		return
+	}
+	if d.n == 0 {
+		d.lo, d.hi = o.lo, o.hi
+	}
 	d.chunks = append(d.chunks, o.chunks...)
 	d.n += o.n
+	d.sum += o.sum
+	d.lo, d.hi = min(d.lo, o.lo), max(d.hi, o.hi)
 	*o = durations{}
 }
 
@@ -475,68 +490,74 @@ func (d *durations) merge(o *durations) {
 // The median is found without copying the list: a histogram of the high
 // bits of the values in a range narrows it to the bucket holding the
 // middle rank, a pass each, until few values are left in it; only those
-// are copied and selected. Times are whole milliseconds, so the float64
-// sum is exact whatever the order.
+// are copied and selected.
 func (d *durations) meanMedianSeconds() (*float64, *float64) {
-	n := d.n
-	var sum float64
-	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
-	for _, c := range d.chunks {
-		for _, v := range c {
-			sum += float64(v)
-			lo, hi = min(lo, v), max(hi, v)
-		}
-	}
+	n, lo, hi := d.n, d.lo, d.hi
 	k := n / 2 // the middle rank; with an even count also k-1
 	// [lo, hi] holds rank k; below is the count of smaller values.
 	below, in := 0, n
-	hist := make([]int, 1<<radixBits)
-	for in > radixDirect && hi > lo {
+	var hist []uint32
+	for first := true; in > radixDirect && hi > lo; first = false {
 		span := uint64(hi - lo)
 		shift := uint(max(0, bits.Len64(span)-radixBits))
-		clear(hist)
+		if hist == nil {
+			hist = make([]uint32, 1<<radixBits)
+		} else {
+			clear(hist)
+		}
 		for _, c := range d.chunks {
-			for _, v := range c {
-				if v >= lo && v <= hi {
+			if first { // every value is in range
+				for _, v := range c {
 					hist[uint64(v-lo)>>shift]++
+				}
+				continue
+			}
+			for _, v := range c {
+				if x := uint64(v - lo); x <= span {
+					hist[x>>shift]++
 				}
 			}
 		}
 		for b, h := range hist {
-			if below+h > k {
-				in = h
+			if below+int(h) > k {
+				in = int(h)
 				off := uint64(b) << shift
 				lo, hi = lo+int64(off), lo+int64(off+min(span-off, 1<<shift-1))
 				break
 			}
-			below += h
+			below += int(h)
 		}
 	}
-	mid := make([]int64, 0, in)
-	maxBelow := int64(math.MinInt64)
+	// Copy the range's values, and find the greatest one below it,
+	// without a branch per value: a branch would guess wrong about half
+	// the time. (Times are differences of event times, far from
+	// overflowing v-lo.)
+	mid := make([]int64, in+1)
+	m, span := 0, uint64(hi-lo)
+	prev := int64(math.MinInt64)
 	for _, c := range d.chunks {
 		for _, v := range c {
-			if v >= lo && v <= hi {
-				mid = append(mid, v)
-			} else if v < lo {
-				maxBelow = max(maxBelow, v)
-			}
+			mid[m] = v
+			_, out := bits.Sub64(span, uint64(v-lo), 0)
+			m += int(1 - out)
+			under := (v - lo) >> 63 // all ones when v < lo
+			prev = max(prev, v&under|math.MinInt64&^under)
 		}
 	}
+	mid = mid[:m]
 	med := float64(nth(mid, k-below))
-	if n%2 == 0 {
-		prev := maxBelow // rank k-1
+	if n%2 == 0 { // and rank k-1
 		if k > below {
 			prev = slices.Max(mid[:k-below])
 		}
 		med = (float64(prev) + med) / 2
 	}
-	return ptr(sum / float64(n) / 1000), ptr(med / 1000)
+	return ptr(float64(d.sum) / float64(n) / 1000), ptr(med / 1000)
 }
 
 const (
-	radixBits   = 11  // a histogram of 2048 buckets stays in the L1 cache
-	radixDirect = 512 // few enough values to select directly
+	radixBits   = 16      // a pass narrows a week of ms to 16 s buckets
+	radixDirect = 1 << 13 // few enough values to copy and select
 )
 
 // nth reorders v so that v[k] is the value a sort would put there, with
