@@ -484,59 +484,53 @@ func (r *Reader) Indexed(events []uint32) bool {
 	return true
 }
 
-// RareRows appends the event index's rows whose event e has
-// want[min(e, len(want)-1)] != 0: ascending row numbers, their events
-// and times. Only events Indexed reports are all there.
-func (r *Reader) RareRows(s *Scratch, want []uint8, rows, evs []uint32, times []int64) ([]uint32, []uint32, []int64, error) {
-	last := uint32(len(want) - 1)
-	n := 0
-	for e, x := range r.events {
-		if x.indexed && want[min(e, last)] != 0 {
-			n += x.n
-		}
-	}
-	rows, evs, times = slices.Grow(rows, n), slices.Grow(evs, n), slices.Grow(times, n)
-	prev := -1 // the last row read
+// RareIndex appends the whole event index: its rows in ascending order,
+// their events and their times. It lists every row of the events Indexed
+// reports, and rows of other events a reader must skip.
+func (r *Reader) RareIndex(s *Scratch, rows, evs []uint32, times []int64) ([]uint32, []uint32, []int64, error) {
+	// Sized first, so that every block decodes straight into place.
+	rows, evs, times = slices.Grow(rows, r.rareRows), slices.Grow(evs, r.rareRows), slices.Grow(times, r.rareRows)
+	from := len(rows)
 	for c := range len(r.rareBlocks) / 3 {
 		n := min(indexChunk, r.rareRows-c*indexChunk)
-		// One block at a time: an unmapped file reads them into one buffer.
 		var err error
-		if s.u32, err = rareBlock(r, s, 3*c, s.u32, enc.DecodeUint32s); err == nil {
-			if s.u32b, err = rareBlock(r, s, 3*c+1, s.u32b, enc.DecodeUint32s); err == nil {
-				s.i64, err = rareBlock(r, s, 3*c+2, s.i64, enc.DecodeInt64s)
+		if rows, err = rareBlock(r, s, 3*c, rows, n, enc.DecodeUint32s); err == nil {
+			if evs, err = rareBlock(r, s, 3*c+1, evs, n, enc.DecodeUint32s); err == nil {
+				times, err = rareBlock(r, s, 3*c+2, times, n, enc.DecodeInt64s)
 			}
 		}
 		if err != nil {
 			return rows, evs, times, err
 		}
-		if len(s.u32) != n || len(s.u32b) != n || len(s.i64) != n {
-			return rows, evs, times, r.corrupt("event index block %d has the wrong length", c)
+	}
+	prev := -1
+	for _, row := range rows[from:] {
+		if int(row) <= prev || row >= uint32(r.rows) {
+			return rows, evs, times, r.corrupt("event index: rows out of order or range")
 		}
-		for i, e := range s.u32b {
-			row := s.u32[i]
-			if int(row) <= prev || row >= uint32(r.rows) {
-				return rows, evs, times, r.corrupt("event index block %d: rows out of order or range", c)
-			}
-			prev = int(row)
-			if want[min(e, last)] != 0 {
-				rows, evs, times = append(rows, row), append(evs, e), append(times, s.i64[i])
-			}
-		}
+		prev = int(row)
 	}
 	return rows, evs, times, nil
 }
 
-// rareBlock reads and decodes block i of the event index into dst.
-func rareBlock[T any](r *Reader, s *Scratch, i int, dst []T, decode func([]T, []byte) ([]T, int, error)) ([]T, error) {
+// rareBlock decodes block i of the event index, of n entries, onto the
+// end of dst, which has room for them.
+func rareBlock[T any](r *Reader, s *Scratch, i int, dst []T, n int, decode func([]T, []byte) ([]T, int, error)) ([]T, error) {
 	buf, err := r.readBlock(s, r.rareBlocks[i], "event index", i)
 	if err != nil {
 		return dst, err
 	}
-	out, _, err := decode(dst[:0], buf)
+	out, _, err := decode(dst[len(dst):len(dst):cap(dst)], buf)
 	if err != nil {
 		return dst, r.corrupt("event index block %d: %v", i, err)
 	}
-	return out, nil
+	if len(out) != n {
+		return dst, r.corrupt("event index block %d has %d entries, want %d", i, len(out), n)
+	}
+	if cap(dst)-len(dst) < n { // not decoded in place
+		return append(dst, out...), nil
+	}
+	return dst[:len(dst)+n], nil
 }
 
 // Received decodes block b's receive times into dst.

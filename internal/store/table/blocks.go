@@ -204,7 +204,7 @@ func (w *blockWorker) block(r *segment.Reader, b int, fn func(*Block) error) err
 		// The event index has the wanted rows and their times: neither
 		// column is read.
 		if w.rareOf != r {
-			if err := w.rare.load(r, &w.scratch, w.want); err != nil {
+			if err := w.rare.load(r, &w.scratch); err != nil {
 				return err
 			}
 			w.rareOf = r
@@ -212,7 +212,11 @@ func (w *blockWorker) block(r *segment.Reader, b int, fn func(*Block) error) err
 		lo, hi := w.rare.block(b)
 		base := uint32(b * segment.BlockRows)
 		w.selAll, w.selAllEv, w.times = w.selAll[:0], w.selAllEv[:0], w.times[:0]
+		last := uint32(len(w.want) - 1)
 		for i := lo; i < hi; i++ {
+			if w.want[min(w.rare.evs[i], last)] == 0 {
+				continue
+			}
 			if t := w.rare.times[i]; t >= spec.From && (spec.To == 0 || t < spec.To) {
 				w.selAll = append(w.selAll, uint16(w.rare.rows[i]-base))
 				w.selAllEv = append(w.selAllEv, w.rare.evs[i])

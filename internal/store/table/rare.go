@@ -6,20 +6,20 @@ import (
 	"github.com/veil-analytics/veil/internal/store/segment"
 )
 
-// rareRows are a segment's rows of some events, read from its event
-// index: ascending row numbers with their events and times. A scan of
-// rare events reads them instead of the segment's event and time columns.
+// rareRows are a segment's event index: ascending row numbers with their
+// events and times. A scan of rare events reads them instead of the
+// segment's event and time columns, skipping the rows of events it does
+// not want.
 type rareRows struct {
 	rows  []uint32
 	evs   []uint32
 	times []int64
 }
 
-// load reads the rows of the wanted events (see ScanSpec.Events) from
-// r's event index.
-func (x *rareRows) load(r *segment.Reader, s *segment.Scratch, want []uint8) error {
+// load reads r's event index.
+func (x *rareRows) load(r *segment.Reader, s *segment.Scratch) error {
 	var err error
-	x.rows, x.evs, x.times, err = r.RareRows(s, want, x.rows[:0], x.evs[:0], x.times[:0])
+	x.rows, x.evs, x.times, err = r.RareIndex(s, x.rows[:0], x.evs[:0], x.times[:0])
 	return err
 }
 

@@ -173,7 +173,7 @@ func (sc *scanner) loadRare(c *cursor) error {
 	if n := len(sc.spareRare); n > 0 {
 		x, sc.spareRare = sc.spareRare[n-1], sc.spareRare[:n-1]
 	}
-	if err := x.load(c.r, &sc.rareScratch, sc.want); err != nil {
+	if err := x.load(c.r, &sc.rareScratch); err != nil {
 		return err
 	}
 	c.rare, c.rarePos = x, 0
@@ -690,9 +690,10 @@ func (sc *scanner) takeRare(c *cursor, us []segment.UserRun, ri, rowLo, rowHi in
 		k = sort.Search(len(x.rows), func(i int) bool { return int(x.rows[i]) >= rowLo })
 	}
 	cols := len(sc.spec.Keys) > 0 || sc.spec.Details
+	want, last := sc.want, uint32(len(sc.want)-1)
 	for ; k < len(x.rows) && int(x.rows[k]) < rowHi; k++ {
 		row := int(x.rows[k])
-		if row < rowLo {
+		if row < rowLo || want[min(x.evs[k], last)] == 0 {
 			continue
 		}
 		for int(us[ri].Start+us[ri].N) <= row {
