@@ -534,7 +534,7 @@ func (sc *scanner) visitChunk(lo uint32, n int, fn func(*Sequence) error) error 
 	q := &sc.seq
 	for u := range n {
 		a, b := sc.offs[u], sc.offs[u+1]
-		if a == b || sc.s.erased[lo+uint32(u)] {
+		if a == b || len(sc.s.erased) > 0 && sc.s.erased[lo+uint32(u)] {
 			continue
 		}
 		q.User = lo + uint32(u)
@@ -689,18 +689,22 @@ func (sc *scanner) takeRare(c *cursor, us []segment.UserRun, ri, rowLo, rowHi in
 	if k < len(x.rows) && int(x.rows[k]) < rowLo || k > 0 && int(x.rows[k-1]) >= rowLo {
 		k = sort.Search(len(x.rows), func(i int) bool { return int(x.rows[i]) >= rowLo })
 	}
-	cols := len(sc.spec.Keys) > 0 || sc.spec.Details
 	want, last := sc.want, uint32(len(sc.want)-1)
+	if len(sc.spec.Keys) == 0 && !sc.spec.Details {
+		c.rarePos = sc.takeRareRows(x, k, us, ri, uint32(rowHi), lo)
+		return nil
+	}
+	// From here on x.rows[k] >= rowLo.
 	for ; k < len(x.rows) && int(x.rows[k]) < rowHi; k++ {
 		row := int(x.rows[k])
-		if row < rowLo || want[min(x.evs[k], last)] == 0 {
+		if want[min(x.evs[k], last)] == 0 {
 			continue
 		}
 		for int(us[ri].Start+us[ri].N) <= row {
 			ri++
 		}
 		b := row / segment.BlockRows
-		if cols && c.block != b {
+		if c.block != b {
 			if err := sc.loadBlock(c, b); err != nil {
 				return err
 			}
@@ -709,6 +713,29 @@ func (sc *scanner) takeRare(c *cursor, us []segment.UserRun, ri, rowLo, rowHi in
 	}
 	c.rarePos = k
 	return nil
+}
+
+// takeRareRows is takeRare for a scan of times and events alone: the
+// rows are the index entries from k on, and nothing else is read. It
+// returns the entry after the last one taken.
+func (sc *scanner) takeRareRows(x *rareRows, k int, us []segment.UserRun, ri int, rowHi, lo uint32) int {
+	want, last := sc.want, uint32(len(sc.want)-1)
+	t := &sc.tmp
+	users, times, events, offs := t.users, t.times, t.events, sc.offs
+	for ; k < len(x.rows) && x.rows[k] < rowHi; k++ {
+		row, e := x.rows[k], x.evs[k]
+		if want[min(e, last)] == 0 {
+			continue
+		}
+		for us[ri].Start+us[ri].N <= row {
+			ri++
+		}
+		u := us[ri].User - lo
+		users, times, events = append(users, u), append(times, x.times[k]), append(events, e)
+		offs[u+1]++
+	}
+	t.users, t.times, t.events = users, times, events
+	return k
 }
 
 // take adds row j of the cursor's block, of chunk user u, to the
