@@ -304,6 +304,7 @@ type funnelWorker struct {
 	xpos     [][]int32
 	atts     []attempt
 	timesBuf []int64
+	starts   []int32 // any order: every event matching a step
 	segBuf   []scan.Value
 	segBuf2  []scan.Value
 	until    map[scan.Value]int64 // per segment: when the user's last counted attempt ended
@@ -754,43 +755,46 @@ func (fw *funnelWorker) attempts(q *scan.Sequence) {
 	f := fw.f
 	n := len(f.steps)
 	fw.atts = fw.atts[:0]
-	fw.timesBuf = fw.timesBuf[:0]
 	starts := fw.pos[0]
 	if f.order == 'a' {
-		starts = nil
+		starts = fw.starts[:0]
 		for i, m := range fw.masks {
 			if m != 0 {
 				starts = append(starts, int32(i))
 			}
 		}
+		fw.starts = starts
+	}
+	// Sized once per user, so that attempts are built in place and their
+	// times never move.
+	if need := len(starts) * n; cap(fw.timesBuf) < need {
+		fw.timesBuf = make([]int64, need)
+	}
+	if cap(fw.atts) < len(starts) {
+		fw.atts = make([]attempt, 0, len(starts))
 	}
 	for _, p0 := range starts {
 		s := q.Times[p0]
 		if s < f.w.From || s >= f.w.To {
 			continue
 		}
-		off := len(fw.timesBuf)
-		fw.timesBuf = append(fw.timesBuf, make([]int64, n)...)
-		at := attempt{start: int(p0), times: fw.timesBuf[off : off+n : off+n]}
+		off := len(fw.atts) * n
+		fw.atts = append(fw.atts, attempt{start: int(p0), times: fw.timesBuf[off : off+n : off+n]})
+		at := &fw.atts[len(fw.atts)-1]
+		clear(at.times)
 		switch f.order {
 		case 'o':
-			fw.ordered(q, &at)
+			fw.ordered(q, at)
 		case 's':
-			fw.strict(q, &at)
+			fw.strict(q, at)
 		case 'a':
-			fw.anyOrder(q, &at)
+			fw.anyOrder(q, at)
 		}
 		at.exit = s + f.window
 		if at.level == n {
 			at.exit = at.times[n-1]
 		}
-		fw.exclude(q, &at)
-		fw.atts = append(fw.atts, at)
-	}
-	// timesBuf may have moved: re-slice every attempt's times.
-	for i := range fw.atts {
-		off := i * n
-		fw.atts[i].times = fw.timesBuf[off : off+n : off+n]
+		fw.exclude(q, at)
 	}
 }
 
@@ -813,7 +817,7 @@ func (fw *funnelWorker) ordered(q *scan.Sequence, at *attempt) {
 	at.times[0], at.level = s, 1
 	for k := 1; k < len(f.steps); k++ {
 		list := fw.pos[k]
-		j := sort.Search(len(list), func(i int) bool { return int(list[i]) > p })
+		j := after(list, p)
 		found := -1
 		for ; j < len(list); j++ {
 			c := int(list[j])
@@ -831,6 +835,19 @@ func (fw *funnelWorker) ordered(q *scan.Sequence, at *attempt) {
 		p = found
 		at.times[k], at.level = q.Times[p], k+1
 	}
+}
+
+// after is the index of the first position in list (ascending) past p.
+func after(list []int32, p int) int {
+	if len(list) <= 16 { // most users: a few events, a walk beats a search
+		for j, c := range list {
+			if int(c) > p {
+				return j
+			}
+		}
+		return len(list)
+	}
+	return sort.Search(len(list), func(i int) bool { return int(list[i]) > p })
 }
 
 // strict needs each next step to be the user's very next event.
