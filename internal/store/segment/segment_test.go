@@ -235,12 +235,7 @@ func FuzzReader(f *testing.F) {
 			return
 		}
 		readAll(r) // must not panic
-		var s Scratch
-		for e := range uint32(32) {
-			if r.Indexed([]uint32{e}) {
-				r.RareIndex(&s, nil, nil, nil) // must not panic
-			}
-		}
+		r.RareIndex(nil, nil, nil) // must not panic
 	})
 }
 
@@ -274,7 +269,6 @@ func TestEventIndex(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var s Scratch
 		for e := range uint32(30) {
 			var want []uint32
 			var wantT []int64
@@ -296,7 +290,7 @@ func TestEventIndex(t *testing.T) {
 			if !indexed {
 				continue
 			}
-			all, allE, allT, err := rd.RareIndex(&s, nil, nil, nil)
+			all, allE, allT, err := rd.RareIndex(nil, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -310,6 +304,33 @@ func TestEventIndex(t *testing.T) {
 			if !slices.Equal(got, want) || !slices.Equal(gotT, wantT) {
 				t.Fatalf("%d rows: event %d index has %d rows, want %d", n, e, len(got), len(want))
 			}
+		}
+	}
+}
+
+// TestIndexCheckedAtOpen flips a byte of each event index block in turn:
+// the index is read into memory at open, so open must refuse the file.
+func TestIndexCheckedAtOpen(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	rows := genRows(r, 20_000, false)
+	for i := range rows {
+		if r.IntN(100) == 0 {
+			rows[i].Event = 30 // rare
+		}
+	}
+	b := write(t, rows)
+	rd, err := open(t, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rd.rareBlocks) == 0 || !rd.Indexed([]uint32{30}) {
+		t.Fatal("the rare event is not indexed")
+	}
+	for i, ref := range rd.rareBlocks {
+		bad := slices.Clone(b)
+		bad[ref.off+uint64(ref.len)/2] ^= 0x40
+		if _, err := open(t, bad); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("index block %d corrupt: open returned %v", i, err)
 		}
 	}
 }

@@ -17,9 +17,9 @@ type rareRows struct {
 }
 
 // load reads r's event index.
-func (x *rareRows) load(r *segment.Reader, s *segment.Scratch) error {
+func (x *rareRows) load(r *segment.Reader) error {
 	var err error
-	x.rows, x.evs, x.times, err = r.RareIndex(s, x.rows[:0], x.evs[:0], x.times[:0])
+	x.rows, x.evs, x.times, err = r.RareIndex(x.rows[:0], x.evs[:0], x.times[:0])
 	return err
 }
 

@@ -173,7 +173,7 @@ func (sc *scanner) loadRare(c *cursor) error {
 	if n := len(sc.spareRare); n > 0 {
 		x, sc.spareRare = sc.spareRare[n-1], sc.spareRare[:n-1]
 	}
-	if err := x.load(c.r, &sc.rareScratch); err != nil {
+	if err := x.load(c.r); err != nil {
 		return err
 	}
 	c.rare, c.rarePos = x, 0
@@ -189,7 +189,9 @@ func (sc *scanner) release(c *cursor) {
 	}
 	c.cursorBufs = cursorBufs{}
 	c.block = -1
-	if c.rare != nil && len(sc.spareRare) < 4 {
+	// Every index is kept for reuse: no more are held than the scan
+	// once had open together, and a chunk has one open per day or more.
+	if c.rare != nil {
 		sc.spareRare = append(sc.spareRare, c.rare)
 	}
 	c.rare, c.rarePos = nil, 0
@@ -295,8 +297,6 @@ type scanner struct {
 	spare    []cursorBufs
 	// Event index rows of finished cursors, for reuse.
 	spareRare []*rareRows
-	// rareScratch decodes event indexes: one buffer for every cursor.
-	rareScratch segment.Scratch
 	want        []uint8 // by event code, 1 for wanted, with ScanSpec.Events; the last entry is 0
 
 	offs     []uint32 // per user of the chunk, where its rows start
