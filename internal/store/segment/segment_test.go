@@ -234,7 +234,7 @@ func FuzzReader(f *testing.F) {
 		if err != nil {
 			return
 		}
-		readAll(r) // must not panic
+		readAll(r)                 // must not panic
 		r.RareIndex(nil, nil, nil) // must not panic
 	})
 }

@@ -297,7 +297,7 @@ type scanner struct {
 	spare    []cursorBufs
 	// Event index rows of finished cursors, for reuse.
 	spareRare []*rareRows
-	want        []uint8 // by event code, 1 for wanted, with ScanSpec.Events; the last entry is 0
+	want      []uint8 // by event code, 1 for wanted, with ScanSpec.Events; the last entry is 0
 
 	offs     []uint32 // per user of the chunk, where its rows start
 	pos      []uint32
