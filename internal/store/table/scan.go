@@ -590,9 +590,20 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 			t.codes[k] = t.codes[k][:0]
 		}
 	}
+	bare := len(sc.spec.Keys) == 0 && !sc.spec.Details
 	for _, c := range sc.cur {
 		us := c.r.Users()
 		i := c.ui
+		if c.indexed && bare {
+			var err error
+			if c.ui, err = sc.takeRareRuns(c, us, lo, hi); err != nil {
+				return err
+			}
+			if c.ui == len(us) && c.rare != nil {
+				sc.release(c)
+			}
+			continue
+		}
 		e := i
 		for e < len(us) && us[e].User < hi {
 			e++
@@ -690,10 +701,6 @@ func (sc *scanner) takeRare(c *cursor, us []segment.UserRun, ri, rowLo, rowHi in
 		k = sort.Search(len(x.rows), func(i int) bool { return int(x.rows[i]) >= rowLo })
 	}
 	want, last := sc.want, uint32(len(sc.want)-1)
-	if len(sc.spec.Keys) == 0 && !sc.spec.Details {
-		c.rarePos = sc.takeRareRows(x, k, us, ri, uint32(rowHi), lo)
-		return nil
-	}
 	// From here on x.rows[k] >= rowLo.
 	for ; k < len(x.rows) && int(x.rows[k]) < rowHi; k++ {
 		row := int(x.rows[k])
@@ -715,27 +722,44 @@ func (sc *scanner) takeRare(c *cursor, us []segment.UserRun, ri, rowLo, rowHi in
 	return nil
 }
 
-// takeRareRows is takeRare for a scan of times and events alone: the
-// rows are the index entries from k on, and nothing else is read. It
-// returns the entry after the last one taken.
-func (sc *scanner) takeRareRows(x *rareRows, k int, us []segment.UserRun, ri int, rowHi, lo uint32) int {
+// takeRareRuns is chunkFiltered's walk over an indexed cursor for a scan
+// of times and events alone: the chunk's users [lo, hi) of the cursor's
+// user table from c.ui on, and their wanted rows straight from the event
+// index, in one pass over both. It returns the first user table entry
+// past the chunk.
+func (sc *scanner) takeRareRuns(c *cursor, us []segment.UserRun, lo, hi uint32) (int, error) {
+	ri := c.ui
+	if ri == len(us) || us[ri].User >= hi {
+		return ri, nil
+	}
+	if c.rare == nil {
+		if err := sc.loadRare(c); err != nil {
+			return ri, err
+		}
+	}
+	x := c.rare
+	k := c.rarePos
+	rowLo := us[ri].Start
+	if k < len(x.rows) && x.rows[k] < rowLo || k > 0 && x.rows[k-1] >= rowLo {
+		k = sort.Search(len(x.rows), func(i int) bool { return x.rows[i] >= rowLo })
+	}
 	want, last := sc.want, uint32(len(sc.want)-1)
 	t := &sc.tmp
 	users, times, events, offs := t.users, t.times, t.events, sc.offs
-	for ; k < len(x.rows) && x.rows[k] < rowHi; k++ {
-		row, e := x.rows[k], x.evs[k]
-		if want[min(e, last)] == 0 {
-			continue
+	rows := x.rows
+	for ; ri < len(us) && us[ri].User < hi; ri++ {
+		run := us[ri]
+		end, u := run.Start+run.N, run.User-lo
+		for ; k < len(rows) && rows[k] < end; k++ {
+			if e := x.evs[k]; want[min(e, last)] != 0 {
+				users, times, events = append(users, u), append(times, x.times[k]), append(events, e)
+				offs[u+1]++
+			}
 		}
-		for us[ri].Start+us[ri].N <= row {
-			ri++
-		}
-		u := us[ri].User - lo
-		users, times, events = append(users, u), append(times, x.times[k]), append(events, e)
-		offs[u+1]++
 	}
 	t.users, t.times, t.events = users, times, events
-	return k
+	c.rarePos = k
+	return ri, nil
 }
 
 // take adds row j of the cursor's block, of chunk user u, to the
