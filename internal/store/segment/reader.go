@@ -64,6 +64,8 @@ type Reader struct {
 	// waits on a page the OS dropped from its cache.
 	index   []byte
 	indexAt []int // where each block starts in index, and its end
+	// indexRuns[i] is the user table entry of the index's row i.
+	indexRuns []uint32
 }
 
 // eventEntry is one event of a segment.
@@ -512,12 +514,8 @@ func (r *Reader) RareIndex(rows, evs []uint32, times []int64) ([]uint32, []uint3
 			return rows, evs, times, err
 		}
 	}
-	prev := -1
-	for _, row := range rows[from:] {
-		if int(row) <= prev || row >= uint32(r.rows) {
-			return rows, evs, times, r.corrupt("event index: rows out of order or range")
-		}
-		prev = int(row)
+	if len(rows)-from != len(r.indexRuns) { // loadIndex checked the rows
+		return rows, evs, times, r.corrupt("event index: rows changed since open")
 	}
 	return rows, evs, times, nil
 }
@@ -545,8 +543,36 @@ func (r *Reader) loadIndex() error {
 		at += int(ref.len)
 		r.indexAt = append(r.indexAt, at)
 	}
+	if r.rareRows == 0 {
+		return nil
+	}
+	// Each row's user table entry, found once here rather than by every
+	// scan walking the user table beside the index.
+	rows := make([]uint32, 0, r.rareRows)
+	for c := range len(r.rareBlocks) / 3 {
+		var err error
+		if rows, err = rareBlock(r, 3*c, rows, min(indexChunk, r.rareRows-c*indexChunk), enc.DecodeUint32s); err != nil {
+			return err
+		}
+	}
+	r.indexRuns = make([]uint32, len(rows))
+	ri, prev := 0, -1
+	for i, row := range rows {
+		if int(row) <= prev || row >= uint32(r.rows) {
+			return r.corrupt("event index: rows out of order or range")
+		}
+		prev = int(row)
+		for r.users[ri].Start+r.users[ri].N <= row {
+			ri++
+		}
+		r.indexRuns[i] = uint32(ri)
+	}
 	return nil
 }
+
+// IndexRuns are the user table entries (see Users) of the event index's
+// rows, in the order RareIndex lists them.
+func (r *Reader) IndexRuns() []uint32 { return r.indexRuns }
 
 // rareBlock decodes block i of the event index, of n entries, onto the
 // end of dst, which has room for them.

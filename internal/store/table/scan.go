@@ -723,43 +723,54 @@ func (sc *scanner) takeRare(c *cursor, us []segment.UserRun, ri, rowLo, rowHi in
 }
 
 // takeRareRuns is chunkFiltered's walk over an indexed cursor for a scan
-// of times and events alone: the chunk's users [lo, hi) of the cursor's
-// user table from c.ui on, and their wanted rows straight from the event
-// index, in one pass over both. It returns the first user table entry
-// past the chunk.
+// of times and events alone: the wanted index rows of the chunk's users
+// [lo, hi), from the cursor's position on, each row's user read through
+// its user table entry (segment.Reader.IndexRuns). It returns the user
+// table entry of the first row past the chunk, or the end of the table.
 func (sc *scanner) takeRareRuns(c *cursor, us []segment.UserRun, lo, hi uint32) (int, error) {
-	ri := c.ui
-	if ri == len(us) || us[ri].User >= hi {
-		return ri, nil
+	if c.ui == len(us) || us[c.ui].User >= hi {
+		return c.ui, nil
 	}
 	if c.rare == nil {
 		if err := sc.loadRare(c); err != nil {
-			return ri, err
+			return c.ui, err
 		}
 	}
 	x := c.rare
+	runs := c.r.IndexRuns()
 	k := c.rarePos
-	rowLo := us[ri].Start
-	if k < len(x.rows) && x.rows[k] < rowLo || k > 0 && x.rows[k-1] >= rowLo {
-		k = sort.Search(len(x.rows), func(i int) bool { return x.rows[i] >= rowLo })
+	ui := uint32(c.ui)
+	if k < len(runs) && runs[k] < ui || k > 0 && runs[k-1] >= ui {
+		k = sort.Search(len(runs), func(i int) bool { return runs[i] >= ui })
 	}
+	// Rows of unwanted events are written too, and overwritten: no
+	// branch that guesses wrong at every seventh row or so.
 	want, last := sc.want, uint32(len(sc.want)-1)
 	t := &sc.tmp
-	users, times, events, offs := t.users, t.times, t.events, sc.offs
-	rows := x.rows
-	for ; ri < len(us) && us[ri].User < hi; ri++ {
-		run := us[ri]
-		end, u := run.Start+run.N, run.User-lo
-		for ; k < len(rows) && rows[k] < end; k++ {
-			if e := x.evs[k]; want[min(e, last)] != 0 {
-				users, times, events = append(users, u), append(times, x.times[k]), append(events, e)
-				offs[u+1]++
-			}
+	m := len(t.users)
+	room := m + len(runs) - k
+	users := slices.Grow(t.users, room-m)[:room]
+	times := slices.Grow(t.times, room-m)[:room]
+	events := slices.Grow(t.events, room-m)[:room]
+	offs := sc.offs
+	for ; k < len(runs); k++ {
+		u := us[runs[k]].User
+		if u >= hi {
+			break
 		}
+		e := x.evs[k]
+		w := want[min(e, last)]
+		u -= lo
+		users[m], times[m], events[m] = u, x.times[k], e
+		offs[u+1] += uint32(w)
+		m += int(w)
 	}
-	t.users, t.times, t.events = users, times, events
+	t.users, t.times, t.events = users[:m], times[:m], events[:m]
 	c.rarePos = k
-	return ri, nil
+	if k == len(runs) {
+		return len(us), nil
+	}
+	return int(runs[k]), nil
 }
 
 // take adds row j of the cursor's block, of chunk user u, to the
