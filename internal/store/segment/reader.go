@@ -64,8 +64,9 @@ type Reader struct {
 	// waits on a page the OS dropped from its cache.
 	index   []byte
 	indexAt []int // where each block starts in index, and its end
-	// indexRuns[i] is the user table entry of the index's row i.
-	indexRuns []uint32
+	// indexRuns[i] is the user table entry of the index's row i, and
+	// indexUsers[i] its user.
+	indexRuns, indexUsers []uint32
 }
 
 // eventEntry is one event of a segment.
@@ -499,25 +500,33 @@ func (r *Reader) Indexed(events []uint32) bool {
 // their events and their times. It lists every row of the events Indexed
 // reports, and rows of other events a reader must skip.
 func (r *Reader) RareIndex(rows, evs []uint32, times []int64) ([]uint32, []uint32, []int64, error) {
-	// Sized first, so that every block decodes straight into place.
-	rows, evs, times = slices.Grow(rows, r.rareRows), slices.Grow(evs, r.rareRows), slices.Grow(times, r.rareRows)
-	from := len(rows)
+	rows = slices.Grow(rows, r.rareRows)
 	for c := range len(r.rareBlocks) / 3 {
-		n := min(indexChunk, r.rareRows-c*indexChunk)
 		var err error
-		if rows, err = rareBlock(r, 3*c, rows, n, enc.DecodeUint32s); err == nil {
-			if evs, err = rareBlock(r, 3*c+1, evs, n, enc.DecodeUint32s); err == nil {
-				times, err = rareBlock(r, 3*c+2, times, n, enc.DecodeInt64s)
-			}
-		}
-		if err != nil {
+		if rows, err = rareBlock(r, 3*c, rows, min(indexChunk, r.rareRows-c*indexChunk), enc.DecodeUint32s); err != nil {
 			return rows, evs, times, err
 		}
 	}
-	if len(rows)-from != len(r.indexRuns) { // loadIndex checked the rows
-		return rows, evs, times, r.corrupt("event index: rows changed since open")
+	evs, times, err := r.RareEvents(evs, times)
+	return rows, evs, times, err
+}
+
+// RareEvents is RareIndex without the row numbers, for a scan that reads
+// no other column (IndexUsers has the rows' users).
+func (r *Reader) RareEvents(evs []uint32, times []int64) ([]uint32, []int64, error) {
+	// Sized first, so that every block decodes straight into place.
+	evs, times = slices.Grow(evs, r.rareRows), slices.Grow(times, r.rareRows)
+	for c := range len(r.rareBlocks) / 3 {
+		n := min(indexChunk, r.rareRows-c*indexChunk)
+		var err error
+		if evs, err = rareBlock(r, 3*c+1, evs, n, enc.DecodeUint32s); err == nil {
+			times, err = rareBlock(r, 3*c+2, times, n, enc.DecodeInt64s)
+		}
+		if err != nil {
+			return evs, times, err
+		}
 	}
-	return rows, evs, times, nil
+	return evs, times, nil
 }
 
 // loadIndex reads and checks the event index's blocks into r.index.
@@ -555,7 +564,7 @@ func (r *Reader) loadIndex() error {
 			return err
 		}
 	}
-	r.indexRuns = make([]uint32, len(rows))
+	r.indexRuns, r.indexUsers = make([]uint32, len(rows)), make([]uint32, len(rows))
 	ri, prev := 0, -1
 	for i, row := range rows {
 		if int(row) <= prev || row >= uint32(r.rows) {
@@ -565,14 +574,15 @@ func (r *Reader) loadIndex() error {
 		for r.users[ri].Start+r.users[ri].N <= row {
 			ri++
 		}
-		r.indexRuns[i] = uint32(ri)
+		r.indexRuns[i], r.indexUsers[i] = uint32(ri), r.users[ri].User
 	}
 	return nil
 }
 
 // IndexRuns are the user table entries (see Users) of the event index's
-// rows, in the order RareIndex lists them.
-func (r *Reader) IndexRuns() []uint32 { return r.indexRuns }
+// rows, in the order RareIndex lists them, and IndexUsers their users.
+func (r *Reader) IndexRuns() []uint32  { return r.indexRuns }
+func (r *Reader) IndexUsers() []uint32 { return r.indexUsers }
 
 // rareBlock decodes block i of the event index, of n entries, onto the
 // end of dst, which has room for them.

@@ -204,7 +204,7 @@ func (w *blockWorker) block(r *segment.Reader, b int, fn func(*Block) error) err
 		// The event index has the wanted rows and their times: neither
 		// column is read.
 		if w.rareOf != r {
-			if err := w.rare.load(r); err != nil {
+			if err := w.rare.load(r, true); err != nil {
 				return err
 			}
 			w.rareOf = r

@@ -16,9 +16,14 @@ type rareRows struct {
 	times []int64
 }
 
-// load reads r's event index.
-func (x *rareRows) load(r *segment.Reader) error {
+// load reads r's event index; without rows, its events and times alone.
+func (x *rareRows) load(r *segment.Reader, rows bool) error {
 	var err error
+	if !rows {
+		x.rows = x.rows[:0]
+		x.evs, x.times, err = r.RareEvents(x.evs[:0], x.times[:0])
+		return err
+	}
 	x.rows, x.evs, x.times, err = r.RareIndex(x.rows[:0], x.evs[:0], x.times[:0])
 	return err
 }

@@ -173,7 +173,7 @@ func (sc *scanner) loadRare(c *cursor) error {
 	if n := len(sc.spareRare); n > 0 {
 		x, sc.spareRare = sc.spareRare[n-1], sc.spareRare[:n-1]
 	}
-	if err := x.load(c.r); err != nil {
+	if err := x.load(c.r, !sc.bare); err != nil {
 		return err
 	}
 	c.rare, c.rarePos = x, 0
@@ -298,6 +298,7 @@ type scanner struct {
 	// Event index rows of finished cursors, for reuse.
 	spareRare []*rareRows
 	want      []uint8 // by event code, 1 for wanted, with ScanSpec.Events; the last entry is 0
+	bare      bool    // times and events alone: no property or detail is read
 
 	offs     []uint32 // per user of the chunk, where its rows start
 	pos      []uint32
@@ -323,7 +324,7 @@ type scanner struct {
 }
 
 func (s *Snapshot) newScanner(spec ScanSpec) (*scanner, error) {
-	sc := &scanner{s: s, spec: spec}
+	sc := &scanner{s: s, spec: spec, bare: len(spec.Keys) == 0 && !spec.Details}
 	if spec.Events != nil {
 		// One entry past the codes stands for every code beyond them.
 		sc.want = make([]uint8, len(s.events)+1)
@@ -590,11 +591,10 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 			t.codes[k] = t.codes[k][:0]
 		}
 	}
-	bare := len(sc.spec.Keys) == 0 && !sc.spec.Details
 	for _, c := range sc.cur {
 		us := c.r.Users()
 		i := c.ui
-		if c.indexed && bare {
+		if c.indexed && sc.bare {
 			var err error
 			if c.ui, err = sc.takeRareRuns(c, us, lo, hi); err != nil {
 				return err
@@ -724,9 +724,10 @@ func (sc *scanner) takeRare(c *cursor, us []segment.UserRun, ri, rowLo, rowHi in
 
 // takeRareRuns is chunkFiltered's walk over an indexed cursor for a scan
 // of times and events alone: the wanted index rows of the chunk's users
-// [lo, hi), from the cursor's position on, each row's user read through
-// its user table entry (segment.Reader.IndexRuns). It returns the user
-// table entry of the first row past the chunk, or the end of the table.
+// [lo, hi), from the cursor's position on, with the users the segment
+// found for them at open (segment.Reader.IndexUsers): no user run is
+// read. It returns the user table entry of the first row past the chunk,
+// or the end of the table.
 func (sc *scanner) takeRareRuns(c *cursor, us []segment.UserRun, lo, hi uint32) (int, error) {
 	if c.ui == len(us) || us[c.ui].User >= hi {
 		return c.ui, nil
@@ -737,7 +738,7 @@ func (sc *scanner) takeRareRuns(c *cursor, us []segment.UserRun, lo, hi uint32) 
 		}
 	}
 	x := c.rare
-	runs := c.r.IndexRuns()
+	runs, users := c.r.IndexRuns(), c.r.IndexUsers()
 	k := c.rarePos
 	ui := uint32(c.ui)
 	if k < len(runs) && runs[k] < ui || k > 0 && runs[k-1] >= ui {
@@ -749,23 +750,23 @@ func (sc *scanner) takeRareRuns(c *cursor, us []segment.UserRun, lo, hi uint32) 
 	t := &sc.tmp
 	m := len(t.users)
 	room := m + len(runs) - k
-	users := slices.Grow(t.users, room-m)[:room]
+	tu := slices.Grow(t.users, room-m)[:room]
 	times := slices.Grow(t.times, room-m)[:room]
 	events := slices.Grow(t.events, room-m)[:room]
 	offs := sc.offs
-	for ; k < len(runs); k++ {
-		u := us[runs[k]].User
+	for ; k < len(users); k++ {
+		u := users[k]
 		if u >= hi {
 			break
 		}
 		e := x.evs[k]
 		w := want[min(e, last)]
 		u -= lo
-		users[m], times[m], events[m] = u, x.times[k], e
+		tu[m], times[m], events[m] = u, x.times[k], e
 		offs[u+1] += uint32(w)
 		m += int(w)
 	}
-	t.users, t.times, t.events = users[:m], times[:m], events[:m]
+	t.users, t.times, t.events = tu[:m], times[:m], events[:m]
 	c.rarePos = k
 	if k == len(runs) {
 		return len(us), nil
