@@ -299,7 +299,6 @@ type funnelWorker struct {
 	segs     map[scan.Value]*funnelAgg
 	over     []*funnelAgg
 	masks    []uint32 // per event of the user: steps it matches
-	xmasks   []uint32 // exclusions it matches
 	pos      [][]int32
 	xpos     [][]int32
 	atts     []attempt
@@ -613,43 +612,58 @@ func (fw *funnelWorker) visit(q *scan.Sequence, u *userCtx) error {
 	}
 	n := q.Len()
 	fw.masks = slices.Grow(fw.masks[:0], n)[:n]
-	fw.xmasks = slices.Grow(fw.xmasks[:0], n)[:n]
 	for k := range fw.pos {
 		fw.pos[k] = fw.pos[k][:0]
 	}
-	for k := range fw.xpos {
-		fw.xpos[k] = fw.xpos[k][:0]
-	}
-	any := false
-	for i := 0; i < n; i++ {
-		var m, x uint32
-		if f.plainOf != nil {
-			if m = f.plainOf[q.Events[i]]; m != 0 && len(f.global.ev) > 0 && !f.global.matchEvent(q, i) {
-				m = 0
-			}
-			for mm := m; mm != 0; mm &= mm - 1 {
-				k := bits.TrailingZeros32(mm)
+	var any uint32
+	if plain := f.plainOf; plain != nil && len(f.global.ev) == 0 {
+		// The common funnel: steps are events, nothing else to test.
+		for i, e := range q.Events {
+			m := plain[e]
+			fw.masks[i] = m
+			any |= m
+			for ; m != 0; m &= m - 1 {
+				k := bits.TrailingZeros32(m)
 				fw.pos[k] = append(fw.pos[k], int32(i))
 			}
-		} else {
-			for _, k := range f.stepOf[q.Events[i]] {
-				if f.steps[k].matches(q, i, u) && f.global.matchEvent(q, i) {
-					m |= 1 << k
+		}
+	} else {
+		for i := 0; i < n; i++ {
+			var m uint32
+			if f.plainOf != nil {
+				if m = f.plainOf[q.Events[i]]; m != 0 && !f.global.matchEvent(q, i) {
+					m = 0
+				}
+				for mm := m; mm != 0; mm &= mm - 1 {
+					k := bits.TrailingZeros32(mm)
 					fw.pos[k] = append(fw.pos[k], int32(i))
+				}
+			} else {
+				for _, k := range f.stepOf[q.Events[i]] {
+					if f.steps[k].matches(q, i, u) && f.global.matchEvent(q, i) {
+						m |= 1 << k
+						fw.pos[k] = append(fw.pos[k], int32(i))
+					}
+				}
+			}
+			fw.masks[i] = m
+			any |= m
+		}
+	}
+	if any == 0 {
+		return nil
+	}
+	if len(f.excl) > 0 {
+		for k := range fw.xpos {
+			fw.xpos[k] = fw.xpos[k][:0]
+		}
+		for i, e := range q.Events {
+			for _, k := range f.exclOf[e] {
+				if f.excl[k].matches(q, i, u) {
+					fw.xpos[k] = append(fw.xpos[k], int32(i))
 				}
 			}
 		}
-		for _, k := range f.exclOf[q.Events[i]] {
-			if f.excl[k].matches(q, i, u) {
-				x |= 1 << k
-				fw.xpos[k] = append(fw.xpos[k], int32(i))
-			}
-		}
-		fw.masks[i], fw.xmasks[i] = m, x
-		any = any || m != 0
-	}
-	if !any {
-		return nil
 	}
 	fw.attempts(q)
 	if len(fw.atts) == 0 {
