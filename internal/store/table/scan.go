@@ -154,7 +154,9 @@ type cursor struct {
 
 	block int  // decoded block, -1 for none
 	none  bool // the block has none of the wanted events (only events decoded)
-	cursorBufs
+	// The decoded block, from a spare or new on the first load: a scan
+	// of the event index alone never has one.
+	*cursorBufs
 	props []segment.PropBlock
 	dicts [][]segment.Atom
 	codes [][]uint32
@@ -184,10 +186,10 @@ func (sc *scanner) loadRare(c *cursor) error {
 // cursor that loads one, so that a scan over many segments holds the
 // buffers of the few it is in, and allocates no more.
 func (sc *scanner) release(c *cursor) {
-	if len(sc.spare) < 4 {
+	if c.cursorBufs != nil && len(sc.spare) < 4 {
 		sc.spare = append(sc.spare, c.cursorBufs)
 	}
-	c.cursorBufs = cursorBufs{}
+	c.cursorBufs = nil
 	c.block = -1
 	// Every index is kept for reuse: no more are held than the scan
 	// once had open together, and a chunk has one open per day or more.
@@ -208,8 +210,6 @@ type cursorBufs struct {
 	received []int64
 	scratch  segment.Scratch
 
-	used bool // the buffers hold a block
-
 	// With an event filter: the block's wanted rows and their events,
 	// and the times to read them from.
 	selector enc.Selector
@@ -225,7 +225,6 @@ type cursorBufs struct {
 func (c *cursor) load(b int, keys []uint32, details bool, want []uint8) error {
 	var err error
 	c.none = false
-	c.used = true
 	if want != nil && c.indexed {
 		// takeRare has the rows from the event index: only the
 		// properties and details of the block are decoded.
@@ -294,7 +293,7 @@ type scanner struct {
 	clipping bool      // the time range cuts a segment: users' rows need clipping
 	wait     []*cursor // runRange: cursors whose next user is beyond the chunk
 	cur      []*cursor // runRange: cursors with users in the chunk
-	spare    []cursorBufs
+	spare    []*cursorBufs
 	// Event index rows of finished cursors, for reuse.
 	spareRare []*rareRows
 	want      []uint8 // by event code, 1 for wanted, with ScanSpec.Events; the last entry is 0
@@ -669,12 +668,21 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 	return sc.visitChunk(lo, n, fn)
 }
 
+// bufs gives the cursor block buffers, a spare one if there is.
+func (sc *scanner) bufs(c *cursor) {
+	if c.cursorBufs != nil {
+		return
+	}
+	if n := len(sc.spare); n > 0 {
+		c.cursorBufs, sc.spare = sc.spare[n-1], sc.spare[:n-1]
+		return
+	}
+	c.cursorBufs = &cursorBufs{}
+}
+
 // loadBlock decodes block b of the cursor for a filtered scan.
 func (sc *scanner) loadBlock(c *cursor, b int) error {
-	if !c.used && len(sc.spare) > 0 {
-		c.cursorBufs = sc.spare[len(sc.spare)-1]
-		sc.spare = sc.spare[:len(sc.spare)-1]
-	}
+	sc.bufs(c)
 	if c.indexed && c.rare == nil {
 		if err := sc.loadRare(c); err != nil {
 			return err
@@ -838,10 +846,7 @@ func (sc *scanner) copyRows(c *cursor, start, n, dst int) error {
 	for n > 0 {
 		b := start / segment.BlockRows
 		if c.block != b {
-			if !c.used && len(sc.spare) > 0 {
-				c.cursorBufs = sc.spare[len(sc.spare)-1]
-				sc.spare = sc.spare[:len(sc.spare)-1]
-			}
+			sc.bufs(c)
 			if err := c.load(b, sc.spec.Keys, sc.spec.Details, nil); err != nil {
 				return err
 			}
