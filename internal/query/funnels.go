@@ -254,10 +254,13 @@ type attempt struct {
 
 // funnelAgg counts one group of users (all, a segment or an interval).
 type funnelAgg struct {
-	users               []int64
-	totals              []int64
-	fromPrev, fromStart []durations // per step, ms of each user who reached it
-	ttc                 []int64     // histogram of first-to-last, by ttcEdges
+	users  []int64
+	totals []int64
+	// Per step, the ms of each user who reached it since the previous
+	// step, and since the first (from the third step on: at the second
+	// they are the same).
+	fromPrev, fromStart []durations
+	ttc                 []int64 // histogram of first-to-last, by ttcEdges
 }
 
 func newFunnelAgg(n int) *funnelAgg {
@@ -270,6 +273,8 @@ func (a *funnelAgg) addUser(at *attempt) {
 		a.users[k]++
 		if k > 0 {
 			a.fromPrev[k].add(at.times[k] - at.times[k-1])
+		}
+		if k > 1 { // at step 2, from the start is from the previous step
 			a.fromStart[k].add(at.times[k] - at.times[0])
 		}
 	}
@@ -420,25 +425,32 @@ func (f *funnel) answer(env *Env, a *funnelAgg) []FunnelStep {
 		}
 		out[k] = st
 	}
-	// The times to convert: a quickselect over every converted user per
-	// step, the steps' lists in parallel.
+	// The times to convert: every converted user's per step, the steps'
+	// lists in parallel.
 	var wg sync.WaitGroup
 	for k := 1; k < len(out); k++ {
 		if out[k].Suppressed || a.fromPrev[k].n == 0 {
 			continue
 		}
 		st := &out[k]
-		wg.Add(2)
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			st.AvgSecondsFromPrevious, st.MedianSecondsFromPrevious = a.fromPrev[k].meanMedianSeconds()
 		}()
-		go func() {
-			defer wg.Done()
-			st.AvgSecondsFromStart, st.MedianSecondsFromStart = a.fromStart[k].meanMedianSeconds()
-		}()
+		if k > 1 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st.AvgSecondsFromStart, st.MedianSecondsFromStart = a.fromStart[k].meanMedianSeconds()
+			}()
+		}
 	}
 	wg.Wait()
+	if len(out) > 1 && out[1].MedianSecondsFromPrevious != nil {
+		out[1].AvgSecondsFromStart = ptr(*out[1].AvgSecondsFromPrevious)
+		out[1].MedianSecondsFromStart = ptr(*out[1].MedianSecondsFromPrevious)
+	}
 	return out
 }
 
