@@ -651,6 +651,16 @@ func (sc *scanner) chunkFiltered(lo, hi uint32, fn func(*Sequence) error) error 
 	if sc.place(n) == 0 {
 		return nil
 	}
+	if sc.bare {
+		pos, times, events := sc.pos, sc.times, sc.events
+		tt, te := t.times[:len(t.users)], t.events[:len(t.users)]
+		for r, u := range t.users {
+			d := pos[u]
+			pos[u]++
+			times[d], events[d] = tt[r], te[r]
+		}
+		return sc.visitChunk(lo, n, fn)
+	}
 	for r, u := range t.users {
 		d := sc.pos[u]
 		sc.pos[u]++
