@@ -67,6 +67,9 @@ type FunnelResult struct {
 	OverTime      []FunnelInterval `json:"over_time,omitempty"`
 }
 
+// maxSteps is the most steps of a funnel.
+const maxSteps = 20
+
 // ttcEdges are the time-to-convert histogram's bucket starts, in seconds.
 var ttcEdges = []int64{0, 10, 60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400}
 
@@ -86,6 +89,10 @@ type funnel struct {
 	// plainOf, when no step has a filter, is by event code the mask of
 	// the steps it matches: no per-step test per event.
 	plainOf []uint32
+	// walk: the funnel is ordered, its steps plain events, and nothing is
+	// excluded, held constant, broken down or split by interval (see
+	// visitWalk).
+	walk    bool
 	anyStep []int // steps matching any event
 	exclOf  [][]int
 }
@@ -114,8 +121,8 @@ func compileFunnel(p *plan, spec FunnelSpec) (*funnel, error) {
 	if f.w, err = spec.Range.resolve(p.env.TimeZone, ""); err != nil {
 		return nil, err
 	}
-	if n := len(spec.Steps); n < 2 || n > 20 {
-		return nil, specErr("/steps", "a funnel has 2 to 20 steps, not %d", n)
+	if n := len(spec.Steps); n < 2 || n > maxSteps {
+		return nil, specErr("/steps", "a funnel has 2 to %d steps, not %d", maxSteps, n)
 	}
 	for i, s := range spec.Steps {
 		st, err := p.compileStep(s, fmt.Sprintf("/steps/%d", i))
@@ -226,6 +233,8 @@ func compileFunnel(p *plan, spec FunnelSpec) (*funnel, error) {
 	for _, st := range f.steps {
 		plain = plain && len(st.ev) == 0 && len(st.user) == 0
 	}
+	f.walk = plain && f.order == 'o' && len(f.global.ev) == 0 && len(f.excl) == 0 && len(f.hold) == 0 &&
+		f.bd == nil && f.intervals == nil && !p.env.generalOnly
 	if plain {
 		f.plainOf = make([]uint32, len(f.stepOf))
 		for c, ks := range f.stepOf {
@@ -268,18 +277,21 @@ func newFunnelAgg(n int) *funnelAgg {
 		fromPrev: make([]durations, n), fromStart: make([]durations, n), ttc: make([]int64, len(ttcEdges))}
 }
 
-func (a *funnelAgg) addUser(at *attempt) {
-	for k := 0; k < at.level; k++ {
+func (a *funnelAgg) addUser(at *attempt) { a.add(at.times, at.level) }
+
+// add counts a user whose best attempt reached level steps at times.
+func (a *funnelAgg) add(times []int64, level int) {
+	for k := 0; k < level; k++ {
 		a.users[k]++
 		if k > 0 {
-			a.fromPrev[k].add(at.times[k] - at.times[k-1])
+			a.fromPrev[k].add(times[k] - times[k-1])
 		}
 		if k > 1 { // at step 2, from the start is from the previous step
-			a.fromStart[k].add(at.times[k] - at.times[0])
+			a.fromStart[k].add(times[k] - times[0])
 		}
 	}
-	if n := len(a.users); at.level == n {
-		sec := (at.times[n-1] - at.times[0]) / 1000
+	if n := len(a.users); level == n {
+		sec := (times[n-1] - times[0]) / 1000
 		i := sort.Search(len(ttcEdges), func(i int) bool { return ttcEdges[i] > sec }) - 1
 		a.ttc[max(i, 0)]++
 	}
@@ -623,6 +635,10 @@ func (fw *funnelWorker) visit(q *scan.Sequence, u *userCtx) error {
 		return nil
 	}
 	n := q.Len()
+	if f.walk && n <= walkMax {
+		fw.visitWalk(q)
+		return nil
+	}
 	fw.masks = slices.Grow(fw.masks[:0], n)[:n]
 	for k := range fw.pos {
 		fw.pos[k] = fw.pos[k][:0]
@@ -753,6 +769,62 @@ func (fw *funnelWorker) visit(q *scan.Sequence, u *userCtx) error {
 		}
 	}
 	return nil
+}
+
+// walkMax is the most events of a user visitWalk takes: it walks the
+// events after each start, which for a user with many starts could cost
+// events squared.
+const walkMax = 128
+
+// visitWalk is visit for the plainest funnel (funnel.walk) and a user with
+// few events: each attempt walks the events after its start, with no
+// per-step lists and no attempt kept but the best. It gives what visit
+// gives: windowFunnel's greedy steps, totals of attempts each after the
+// previous one counted ended, and the user's best attempt (most steps,
+// then the earliest last step, then the earliest start).
+func (fw *funnelWorker) visitWalk(q *scan.Sequence) {
+	f := fw.f
+	n := len(f.steps)
+	plain, evs, times := f.plainOf, q.Events, q.Times
+	var cur, best [maxSteps]int64
+	bestLevel := 0
+	until := int64(-1 << 62)
+	for i, e := range evs {
+		if plain[e]&1 == 0 {
+			continue
+		}
+		s := times[i]
+		if s < f.w.From || s >= f.w.To {
+			continue
+		}
+		cur[0] = s
+		level := 1
+		for j := i + 1; j < len(evs) && level < n; j++ {
+			t := times[j]
+			if t-s > f.window {
+				break
+			}
+			if plain[evs[j]]&(1<<level) != 0 {
+				cur[level] = t
+				level++
+			}
+		}
+		if s > until {
+			until = s + f.window
+			if level == n {
+				until = cur[n-1]
+			}
+			for k := range level {
+				fw.all.totals[k]++
+			}
+		}
+		if level > bestLevel || level == bestLevel && cur[level-1] < best[level-1] {
+			best, bestLevel = cur, level
+		}
+	}
+	if bestLevel > 0 {
+		fw.all.add(best[:n], bestLevel)
+	}
 }
 
 // bestOf picks the user's attempt among atts[lo:hi]: the most steps, then

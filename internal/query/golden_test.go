@@ -118,7 +118,7 @@ func TestGolden(t *testing.T) {
 			var got []byte
 			// Insights answer from rows or from gathered users: the same.
 			for _, perUser := range []bool{false, true} {
-				env.perUserOnly = perUser
+				env.generalOnly = perUser
 				res, err := Run(context.Background(), src, env, c.kind, []byte(c.spec))
 				if err != nil {
 					t.Fatal(err)

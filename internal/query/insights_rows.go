@@ -147,7 +147,7 @@ func (d *distinctCounter) addMore(u uint64) int64 {
 // rowsFit reports whether the row pass can answer the report: src hands
 // out rows and no measure needs a user's events together.
 func (in *insights) rowsFit(s *session) bool {
-	if s.env.perUserOnly {
+	if s.env.generalOnly {
 		return false
 	}
 	if _, ok := s.src.(scan.RowSource); !ok {

@@ -42,8 +42,9 @@ type Env struct {
 	// MaxCells bounds a result's size in cells (0: 1,000,000).
 	MaxCells int
 
-	// perUserOnly keeps reports off row passes (tests compare both).
-	perUserOnly bool
+	// generalOnly keeps reports on their general paths: Insights off the
+	// row pass, funnels off the walk of plain ones (tests compare both).
+	generalOnly bool
 }
 
 func (e *Env) now() time.Time {

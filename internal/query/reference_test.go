@@ -438,9 +438,9 @@ type refCase struct {
 	spec any
 }
 
-func (c *refCase) run(workers int, perUserOnly bool) (any, error) {
+func (c *refCase) run(workers int, generalOnly bool) (any, error) {
 	env := c.env
-	env.Workers, env.perUserOnly = workers, perUserOnly
+	env.Workers, env.generalOnly = workers, generalOnly
 	if len(c.cs) > 0 {
 		env.Cohorts = c.cs
 	}
@@ -1695,6 +1695,12 @@ func refGenFunnel(r *rand.Rand, names []string, cs refCohortStore) FunnelSpec {
 	if r.IntN(3) != 0 {
 		s.Limit = 1 + r.IntN(3)
 	}
+	if r.IntN(4) == 0 { // the plainest funnel, which has a path of its own
+		s.Order, s.Exclusions, s.HoldConstant, s.Breakdown, s.Filters, s.Interval = "ordered", nil, nil, nil, nil, ""
+		for i := range s.Steps {
+			s.Steps[i].Filters = nil
+		}
+	}
 	return s
 }
 
@@ -2423,13 +2429,14 @@ func refP[T any](v T) *T { return &v }
 
 func (c *refCase) check() []string {
 	var d refDiffs
-	// Insights answer from rows or from gathered users: both are checked.
+	// Insights answer from rows or from gathered users, plain funnels by
+	// a walk or by the general engine: both are checked.
 	for _, m := range []struct {
 		workers int
 		perUser bool
 	}{{1, false}, {4, false}, {4, true}} {
 		workers := m.workers
-		if m.perUser && c.kind != "insights" {
+		if m.perUser && c.kind != "insights" && c.kind != "funnels" {
 			continue
 		}
 		got, err := c.run(workers, m.perUser)
