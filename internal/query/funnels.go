@@ -321,6 +321,7 @@ type funnelWorker struct {
 	atts     []attempt
 	timesBuf []int64
 	starts   []int32 // any order: every event matching a step
+	walkBuf  [2][maxSteps]int64
 	segBuf   []scan.Value
 	segBuf2  []scan.Value
 	until    map[scan.Value]int64 // per segment: when the user's last counted attempt ended
@@ -786,7 +787,9 @@ func (fw *funnelWorker) visitWalk(q *scan.Sequence) {
 	f := fw.f
 	n := len(f.steps)
 	plain, evs, times := f.plainOf, q.Events, q.Times
-	var cur, best [maxSteps]int64
+	// The attempt being walked and the best so far: two buffers that swap
+	// roles, neither cleared (only reached steps are read).
+	cur, best := &fw.walkBuf[0], &fw.walkBuf[1]
 	bestLevel := 0
 	until := int64(-1 << 62)
 	for i, e := range evs {
@@ -819,7 +822,7 @@ func (fw *funnelWorker) visitWalk(q *scan.Sequence) {
 			}
 		}
 		if level > bestLevel || level == bestLevel && cur[level-1] < best[level-1] {
-			best, bestLevel = cur, level
+			best, cur, bestLevel = cur, best, level
 		}
 	}
 	if bestLevel > 0 {

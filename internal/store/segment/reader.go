@@ -64,9 +64,14 @@ type Reader struct {
 	// waits on a page the OS dropped from its cache.
 	index   []byte
 	indexAt []int // where each block starts in index, and its end
-	// indexRuns[i] is the user table entry of the index's row i, and
-	// indexUsers[i] its user.
-	indexRuns, indexUsers []uint32
+	// indexUsers[i] is the user of the index's row i.
+	indexUsers []IndexUser
+}
+
+// IndexUser is the user of a row of the event index, and the entry of the
+// user table (see Reader.Users) that holds the row.
+type IndexUser struct {
+	User, Run uint32
 }
 
 // eventEntry is one event of a segment.
@@ -564,7 +569,7 @@ func (r *Reader) loadIndex() error {
 			return err
 		}
 	}
-	r.indexRuns, r.indexUsers = make([]uint32, len(rows)), make([]uint32, len(rows))
+	r.indexUsers = make([]IndexUser, len(rows))
 	ri, prev := 0, -1
 	for i, row := range rows {
 		if int(row) <= prev || row >= uint32(r.rows) {
@@ -574,15 +579,15 @@ func (r *Reader) loadIndex() error {
 		for r.users[ri].Start+r.users[ri].N <= row {
 			ri++
 		}
-		r.indexRuns[i], r.indexUsers[i] = uint32(ri), r.users[ri].User
+		r.indexUsers[i] = IndexUser{r.users[ri].User, uint32(ri)}
 	}
 	return nil
 }
 
-// IndexRuns are the user table entries (see Users) of the event index's
-// rows, in the order RareIndex lists them, and IndexUsers their users.
-func (r *Reader) IndexRuns() []uint32  { return r.indexRuns }
-func (r *Reader) IndexUsers() []uint32 { return r.indexUsers }
+// IndexUsers are the users of the event index's rows, in the order
+// RareIndex lists them: one pair for the two, as a scan reads the user
+// of each row and the user table entry of the first row past its chunk.
+func (r *Reader) IndexUsers() []IndexUser { return r.indexUsers }
 
 // rareBlock decodes block i of the event index, of n entries, onto the
 // end of dst, which has room for them.

@@ -298,14 +298,14 @@ func TestEventIndex(t *testing.T) {
 			if err != nil || !slices.Equal(evs, allE) || !slices.Equal(times, allT) {
 				t.Fatalf("%d rows: RareEvents differs from RareIndex (%v)", n, err)
 			}
-			runs, users := rd.IndexRuns(), rd.IndexUsers()
-			if len(runs) != len(all) || len(users) != len(all) {
-				t.Fatalf("%d rows: %d index rows, %d runs, %d users", n, len(all), len(runs), len(users))
+			users := rd.IndexUsers()
+			if len(users) != len(all) {
+				t.Fatalf("%d rows: %d index rows, %d users", n, len(all), len(users))
 			}
 			for i, row := range all {
-				run := rd.Users()[runs[i]]
-				if row < run.Start || row >= run.Start+run.N || users[i] != run.User || run.User != rows[row].User {
-					t.Fatalf("%d rows: index row %d (row %d) has run %+v, user %d", n, i, row, run, users[i])
+				run := rd.Users()[users[i].Run]
+				if row < run.Start || row >= run.Start+run.N || users[i].User != run.User || run.User != rows[row].User {
+					t.Fatalf("%d rows: index row %d (row %d) has run %+v, user %+v", n, i, row, run, users[i])
 				}
 			}
 			var got []uint32

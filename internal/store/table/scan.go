@@ -756,24 +756,24 @@ func (sc *scanner) takeRareRuns(c *cursor, us []segment.UserRun, lo, hi uint32) 
 		}
 	}
 	x := c.rare
-	runs, users := c.r.IndexRuns(), c.r.IndexUsers()
+	users := c.r.IndexUsers()
 	k := c.rarePos
 	ui := uint32(c.ui)
-	if k < len(runs) && runs[k] < ui || k > 0 && runs[k-1] >= ui {
-		k = sort.Search(len(runs), func(i int) bool { return runs[i] >= ui })
+	if k < len(users) && users[k].Run < ui || k > 0 && users[k-1].Run >= ui {
+		k = sort.Search(len(users), func(i int) bool { return users[i].Run >= ui })
 	}
 	// Rows of unwanted events are written too, and overwritten: no
 	// branch that guesses wrong at every seventh row or so.
 	want, last := sc.want, uint32(len(sc.want)-1)
 	t := &sc.tmp
 	m := len(t.users)
-	room := m + len(runs) - k
+	room := m + len(users) - k
 	tu := slices.Grow(t.users, room-m)[:room]
 	times := slices.Grow(t.times, room-m)[:room]
 	events := slices.Grow(t.events, room-m)[:room]
 	offs := sc.offs
 	for ; k < len(users); k++ {
-		u := users[k]
+		u := users[k].User
 		if u >= hi {
 			break
 		}
@@ -786,10 +786,10 @@ func (sc *scanner) takeRareRuns(c *cursor, us []segment.UserRun, lo, hi uint32) 
 	}
 	t.users, t.times, t.events = tu[:m], times[:m], events[:m]
 	c.rarePos = k
-	if k == len(runs) {
+	if k == len(users) {
 		return len(us), nil
 	}
-	return int(runs[k]), nil
+	return int(users[k].Run), nil
 }
 
 // take adds row j of the cursor's block, of chunk user u, to the
