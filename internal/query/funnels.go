@@ -645,39 +645,26 @@ func (fw *funnelWorker) visit(q *scan.Sequence, u *userCtx) error {
 		fw.pos[k] = fw.pos[k][:0]
 	}
 	var any uint32
-	if plain := f.plainOf; plain != nil && len(f.global.ev) == 0 {
-		// The common funnel: steps are events, nothing else to test.
-		for i, e := range q.Events {
-			m := plain[e]
-			fw.masks[i] = m
-			any |= m
-			for ; m != 0; m &= m - 1 {
-				k := bits.TrailingZeros32(m)
+	for i, e := range q.Events {
+		var m uint32
+		if f.plainOf != nil {
+			if m = f.plainOf[e]; m != 0 && len(f.global.ev) > 0 && !f.global.matchEvent(q, i) {
+				m = 0
+			}
+			for mm := m; mm != 0; mm &= mm - 1 {
+				k := bits.TrailingZeros32(mm)
 				fw.pos[k] = append(fw.pos[k], int32(i))
 			}
-		}
-	} else {
-		for i := 0; i < n; i++ {
-			var m uint32
-			if f.plainOf != nil {
-				if m = f.plainOf[q.Events[i]]; m != 0 && !f.global.matchEvent(q, i) {
-					m = 0
-				}
-				for mm := m; mm != 0; mm &= mm - 1 {
-					k := bits.TrailingZeros32(mm)
+		} else {
+			for _, k := range f.stepOf[e] {
+				if f.steps[k].matches(q, i, u) && f.global.matchEvent(q, i) {
+					m |= 1 << k
 					fw.pos[k] = append(fw.pos[k], int32(i))
 				}
-			} else {
-				for _, k := range f.stepOf[q.Events[i]] {
-					if f.steps[k].matches(q, i, u) && f.global.matchEvent(q, i) {
-						m |= 1 << k
-						fw.pos[k] = append(fw.pos[k], int32(i))
-					}
-				}
 			}
-			fw.masks[i] = m
-			any |= m
 		}
+		fw.masks[i] = m
+		any |= m
 	}
 	if any == 0 {
 		return nil

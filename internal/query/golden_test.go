@@ -116,9 +116,10 @@ func TestGolden(t *testing.T) {
 				env.MinGroupSize = 12
 			}
 			var got []byte
-			// Insights answer from rows or from gathered users: the same.
-			for _, perUser := range []bool{false, true} {
-				env.generalOnly = perUser
+			// Fast paths and general ones (Insights from rows or from
+			// gathered users, plain funnels by a walk or not): the same.
+			for _, general := range []bool{false, true} {
+				env.generalOnly = general
 				res, err := Run(context.Background(), src, env, c.kind, []byte(c.spec))
 				if err != nil {
 					t.Fatal(err)

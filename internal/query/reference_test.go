@@ -2433,13 +2433,13 @@ func (c *refCase) check() []string {
 	// a walk or by the general engine: both are checked.
 	for _, m := range []struct {
 		workers int
-		perUser bool
+		general bool
 	}{{1, false}, {4, false}, {4, true}} {
 		workers := m.workers
-		if m.perUser && c.kind != "insights" && c.kind != "funnels" {
+		if m.general && c.kind != "insights" && c.kind != "funnels" {
 			continue
 		}
-		got, err := c.run(workers, m.perUser)
+		got, err := c.run(workers, m.general)
 		if err != nil {
 			return []string{fmt.Sprintf("workers %d: engine error: %v", workers, err)}
 		}
@@ -2458,7 +2458,7 @@ func (c *refCase) check() []string {
 		}
 		if len(d.list) > 0 {
 			for i := range d.list {
-				d.list[i] = fmt.Sprintf("workers %d (per-user pass %v): %s", workers, m.perUser, d.list[i])
+				d.list[i] = fmt.Sprintf("workers %d (general paths %v): %s", workers, m.general, d.list[i])
 			}
 			return d.list
 		}

@@ -360,9 +360,6 @@ func (r *Reader) Close() error {
 type Scratch struct {
 	raw   []byte
 	plain []byte
-	u32   []uint32
-	u32b  []uint32
-	i64   []int64
 }
 
 // readBlock reads and checks one block into s.raw.
@@ -505,15 +502,24 @@ func (r *Reader) Indexed(events []uint32) bool {
 // their events and their times. It lists every row of the events Indexed
 // reports, and rows of other events a reader must skip.
 func (r *Reader) RareIndex(rows, evs []uint32, times []int64) ([]uint32, []uint32, []int64, error) {
-	rows = slices.Grow(rows, r.rareRows)
+	rows, err := r.indexRows(rows)
+	if err != nil {
+		return rows, evs, times, err
+	}
+	evs, times, err = r.RareEvents(evs, times)
+	return rows, evs, times, err
+}
+
+// indexRows appends the event index's row numbers to dst.
+func (r *Reader) indexRows(dst []uint32) ([]uint32, error) {
+	dst = slices.Grow(dst, r.rareRows) // every block decodes straight into place
 	for c := range len(r.rareBlocks) / 3 {
 		var err error
-		if rows, err = rareBlock(r, 3*c, rows, min(indexChunk, r.rareRows-c*indexChunk), enc.DecodeUint32s); err != nil {
-			return rows, evs, times, err
+		if dst, err = rareBlock(r, 3*c, dst, min(indexChunk, r.rareRows-c*indexChunk), enc.DecodeUint32s); err != nil {
+			return dst, err
 		}
 	}
-	evs, times, err := r.RareEvents(evs, times)
-	return rows, evs, times, err
+	return dst, nil
 }
 
 // RareEvents is RareIndex without the row numbers, for a scan that reads
@@ -562,12 +568,9 @@ func (r *Reader) loadIndex() error {
 	}
 	// Each row's user table entry, found once here rather than by every
 	// scan walking the user table beside the index.
-	rows := make([]uint32, 0, r.rareRows)
-	for c := range len(r.rareBlocks) / 3 {
-		var err error
-		if rows, err = rareBlock(r, 3*c, rows, min(indexChunk, r.rareRows-c*indexChunk), enc.DecodeUint32s); err != nil {
-			return err
-		}
+	rows, err := r.indexRows(nil)
+	if err != nil {
+		return err
 	}
 	r.indexUsers = make([]IndexUser, len(rows))
 	ri, prev := 0, -1

@@ -693,11 +693,6 @@ func (sc *scanner) bufs(c *cursor) {
 // loadBlock decodes block b of the cursor for a filtered scan.
 func (sc *scanner) loadBlock(c *cursor, b int) error {
 	sc.bufs(c)
-	if c.indexed && c.rare == nil {
-		if err := sc.loadRare(c); err != nil {
-			return err
-		}
-	}
 	return c.load(b, sc.spec.Keys, sc.spec.Details, sc.want)
 }
 
@@ -766,11 +761,10 @@ func (sc *scanner) takeRareRuns(c *cursor, us []segment.UserRun, lo, hi uint32) 
 	// branch that guesses wrong at every seventh row or so.
 	want, last := sc.want, uint32(len(sc.want)-1)
 	t := &sc.tmp
-	m := len(t.users)
-	room := m + len(users) - k
-	tu := slices.Grow(t.users, room-m)[:room]
-	times := slices.Grow(t.times, room-m)[:room]
-	events := slices.Grow(t.events, room-m)[:room]
+	m, rest := len(t.users), len(users)-k // room for every remaining row
+	tu := slices.Grow(t.users, rest)[:m+rest]
+	times := slices.Grow(t.times, rest)[:m+rest]
+	events := slices.Grow(t.events, rest)[:m+rest]
 	offs := sc.offs
 	for ; k < len(users); k++ {
 		u := users[k].User
